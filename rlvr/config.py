@@ -1,0 +1,217 @@
+"""Typed parameters: one dataclass per ``params.yaml`` section, unknown keys rejected by name."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be used; the message names the file and the bad key."""
+
+
+class InputError(FileNotFoundError):
+    """A missing or unreadable input file; the message names the file."""
+
+
+@dataclass
+class Paths:
+    """Where every stage reads and writes; dvc.yaml interpolates the same keys."""
+
+    model_dir: str = "outputs/model"
+    pool: str = "outputs/data/pool.jsonl"
+    test: str = "outputs/data/test.jsonl"
+    history: str = "outputs/history/history.json"
+    selection: str = "outputs/select/train_set.jsonl"
+    ranking: str = "outputs/select/ranking.csv"
+    train_dir: str = "outputs/train"
+    eval_dir: str = "outputs/eval"
+    report_dir: str = "outputs/report"
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow store and experiment; ``MLFLOW_TRACKING_URI`` in the environment takes precedence."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "one-shot-rlvr"
+
+
+@dataclass
+class ModelConfig:
+    """The base model: ``embedded`` (SmolLM2-135M-Instruct GGUF), a Hub id, or a local directory."""
+
+    source: str = "embedded"
+    system_prompt: str = ""
+    instruction: str = "Put your final answer within \\boxed{}."
+
+
+@dataclass
+class DataConfig:
+    """Candidate pool and held-out test set: the embedded generator, or local files / Hub datasets."""
+
+    source: str = "generator"
+    pool_size: int = 16
+    test_size: int = 128
+    seed: int = 0
+    pool_file: str | None = None
+    test_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in ("generator", "file"):
+            raise ConfigError(f"data.source must be 'generator' or 'file', got {self.source!r}")
+        if self.source == "file" and not (self.pool_file and self.test_file):
+            raise ConfigError("data.pool_file and data.test_file are required when data.source is 'file'")
+
+
+@dataclass
+class RLConfig:
+    """One GRPO run (TRL names). ``trl`` passes any further ``GRPOConfig`` field through unchanged."""
+
+    reward: str = "accuracy"
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.01
+    beta: float = 0.0
+    entropy_coef: float = 0.0
+    loss_type: str = "dapo"
+    temperature: float = 1.0
+    num_generations: int = 8
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_completion_length: int = 96
+    max_steps: int = -1
+    num_train_epochs: float = 1.0
+    save_steps: int = 0
+    lr_scheduler_type: str = "constant"
+    seed: int = 0
+    trl: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from trl import GRPOConfig
+
+        known = {f.name for f in dataclasses.fields(GRPOConfig)}
+        for key in self.trl:
+            if key not in known:
+                raise ConfigError(f"unknown GRPOConfig field in trl: {key!r}")
+        if self.per_device_train_batch_size % self.num_generations:
+            raise ConfigError(
+                f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
+                f"of num_generations ({self.num_generations})"
+            )
+
+
+@dataclass
+class HistoryConfig(RLConfig):
+    """GRPO over the whole pool for ``num_train_epochs`` epochs, recording per-example accuracy."""
+
+    num_train_epochs: float = 2.0
+
+
+@dataclass
+class SelectConfig:
+    """Ranking method, the ranks to keep (``1``, ``1,13``, ``1-16``) and the rows each is repeated to."""
+
+    method: str = "std"
+    ranks: str = "1"
+    repeat: int = 16
+
+
+@dataclass
+class TrainConfig(RLConfig):
+    """GRPO on the selected example(s); checkpoints every ``save_steps``."""
+
+    max_steps: int = 20
+    save_steps: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_steps < 1 or self.save_steps < 1:
+            raise ConfigError("train.max_steps and train.save_steps must be >= 1")
+
+
+@dataclass
+class EvaluateConfig:
+    """Greedy batched generation on the held-out set, for the base model and every checkpoint."""
+
+    max_new_tokens: int = 128
+    batch_size: int = 32
+    limit: int | None = None
+
+
+@dataclass
+class ReportConfig:
+    """Report options: the grading mode whose accuracy the headline compares."""
+
+    headline_mode: str = "strict"
+
+
+@dataclass
+class Params:
+    """The whole params file."""
+
+    paths: Paths = field(default_factory=Paths)
+    mlflow: TrackingConfig = field(default_factory=TrackingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown params key: {where}.{key}" if where else f"unknown params key: {key}")
+        sub = fields[key].type
+        sub_cls = globals().get(sub) if isinstance(sub, str) else sub
+        if dataclasses.is_dataclass(sub_cls):
+            value = _build(sub_cls, value, f"{where}.{key}" if where else key)
+        elif sub == "float" and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:
+                value = float(value)  # YAML 1.1 reads 2e-5 as a string
+            except ValueError as error:
+                raise ConfigError(f"{where}.{key} must be a number, got {value!r}") from error
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where or 'params'}: {error}") from error
+
+
+def parse_params(values: dict[str, Any]) -> Params:
+    """Build :class:`Params` from a mapping, rejecting unknown keys with their dotted name."""
+    return _build(Params, values, "")
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"params file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    try:
+        return parse_params(values)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from error
+
+
+def to_dict(params: Any) -> dict[str, Any]:
+    """Plain-dict view of a config dataclass, for logging exactly what ran."""
+    return dataclasses.asdict(params)

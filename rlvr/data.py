@@ -1,0 +1,130 @@
+"""Datasets in one normalised schema: ``id``, ``problem``, ``answer``, ``source`` (plus optional fields).
+
+Reads and writes jsonl or parquet by extension; loads verl parquet (id = ``extra_info.index``), MATH500-style
+jsonl and already-normalised files. Writes are atomic, so an interrupted stage leaves no complete-looking file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rlvr.config import DataConfig, InputError
+from rlvr.generator import generate
+
+VERL_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from error
+
+
+def write_rows(path: str | Path, rows: Iterable[dict]) -> None:
+    """Write rows as jsonl or parquet, chosen by the file extension."""
+    path, rows = Path(path), list(rows)
+    if path.suffix == ".parquet":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".parquet.tmp")
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    elif path.suffix == ".jsonl":
+        atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    else:
+        raise InputError(f"unsupported output format (use .jsonl or .parquet): {path}")
+
+
+def read_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path).to_dict("records")
+    if path.suffix in (".jsonl", ".json"):
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise InputError(f"{path}:{number}: not valid JSON ({error})") from error
+        return rows
+    raise InputError(f"unsupported input format (use .jsonl or .parquet): {path}")
+
+
+def _from_verl(row: dict) -> dict:
+    prompt = row["prompt"]
+    text = prompt[-1]["content"] if len(prompt) else ""
+    text = text.replace(VERL_INSTRUCTION, "").strip()
+    return {
+        "id": str(row["extra_info"]["index"]),
+        "problem": text,
+        "answer": str(row["reward_model"]["ground_truth"]),
+        "source": str(row.get("data_source", "verl")),
+    }
+
+
+def normalise(row: dict, index: int, source: str) -> dict:
+    """One raw row (verl, MATH500-style or normalised) in the normalised schema."""
+    if "reward_model" in row and "prompt" in row:
+        return _from_verl(row)
+    problem = row.get("problem") or row.get("question")
+    if problem is None or row.get("answer") is None:
+        raise InputError(f"{source}: row {index} has no problem/question or no answer field")
+    normalised = {
+        "id": str(row.get("id", row.get("unique_id", index))),
+        "problem": str(problem),
+        "answer": str(row["answer"]),
+        "source": str(row.get("source", source)),
+    }
+    for extra in ("subject", "level"):
+        if extra in row:
+            normalised[extra] = row[extra]
+    return normalised
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows of a dataset file in the normalised schema, whatever its supported format."""
+    path = Path(path)
+    return [normalise(row, i, path.stem) for i, row in enumerate(read_records(path))]
+
+
+def make_datasets(config: DataConfig) -> tuple[list[dict], list[dict]]:
+    """The candidate pool and the held-out test set described by ``config``."""
+    if config.source == "generator":
+        return generate(config.pool_size, config.test_size, config.seed)
+    return read_rows(config.pool_file), read_rows(config.test_file)
+
+
+def run_data(config: DataConfig, pool_path: str | Path, test_path: str | Path) -> dict[str, int]:
+    """The data stage: materialise pool and test set; returns their sizes."""
+    pool, test = make_datasets(config)
+    overlap = {row["problem"] for row in pool} & {row["problem"] for row in test}
+    if overlap:
+        raise InputError(f"pool and test set share {len(overlap)} problems, e.g. {sorted(overlap)[0]!r}")
+    write_rows(pool_path, pool)
+    write_rows(test_path, test)
+    return {"pool_size": len(pool), "test_size": len(test)}

@@ -1,0 +1,108 @@
+"""The pipeline stages, each one function called alike by DVC (``pipelines/``) and Prefect (``tasks/``).
+
+Each stage runs in a nested MLflow run under the pipeline's parent run, logging the parsed config it ran
+with, its metrics (with their step) and its artifacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+
+from rlvr import tracking
+from rlvr.config import Params, to_dict
+
+# Library modules are imported inside each stage: a stage process then loads only the stack it needs
+# (torch, transformers and TRL take seconds to import).
+
+STAGES = ("model", "data", "history", "select", "train", "evaluate", "report")
+
+
+def model(params: Params, out_dir: str, parent_id: str | None = None) -> Path:
+    from rlvr.model import prepare_model
+
+    with tracking.stage_run("model", params.mlflow, to_dict(params.model), parent_id):
+        return prepare_model(params.model.source, out_dir)
+
+
+def data(params: Params, pool_path: str, test_path: str, parent_id: str | None = None) -> dict[str, int]:
+    from rlvr.data import run_data
+
+    with tracking.stage_run("data", params.mlflow, to_dict(params.data), parent_id):
+        sizes = run_data(params.data, pool_path, test_path)
+        mlflow.log_metrics(sizes, step=0)
+        return sizes
+
+
+def history(params: Params, model_dir: str, pool_path: str, out_path: str, parent_id: str | None = None) -> dict:
+    from rlvr.grpo import run_history
+
+    with tracking.stage_run("history", params.mlflow, to_dict(params.history), parent_id):
+        result = run_history(params.history, model_dir, pool_path, params.model, out_path)
+        tracking.log_artifact(out_path)
+        return result
+
+
+def select(
+    params: Params,
+    history_path: str,
+    pool_path: str,
+    out_path: str,
+    ranking_path: str | None,
+    parent_id: str | None = None,
+) -> list[dict]:
+    from rlvr.select import run_select
+
+    with tracking.stage_run("select", params.mlflow, to_dict(params.select), parent_id):
+        rows = run_select(
+            history_path,
+            pool_path,
+            params.select.method,
+            params.select.ranks,
+            params.select.repeat,
+            out_path,
+            ranking_path,
+        )
+        mlflow.log_metric("selected_rows", len(rows), step=0)
+        tracking.log_artifact(out_path)
+        if ranking_path:
+            tracking.log_artifact(ranking_path)
+        return rows
+
+
+def train(params: Params, model_dir: str, train_path: str, out_dir: str, parent_id: str | None = None) -> list:
+    from rlvr.grpo import run_train
+
+    with tracking.stage_run("train", params.mlflow, to_dict(params.train), parent_id):
+        steps = run_train(params.train, model_dir, train_path, params.model, out_dir)
+        tracking.log_artifact(Path(out_dir) / "train_log.jsonl")
+        return steps
+
+
+def evaluate(
+    params: Params, model_dir: str, train_dir: str, test_path: str, out_dir: str, parent_id: str | None = None
+) -> list[dict]:
+    from rlvr.evaluate import run_evaluate
+
+    def log(step: int, metrics: dict) -> None:
+        mlflow.log_metrics(
+            {k: float(v) for k, v in metrics.items() if k != "step" and isinstance(v, (int, float))}, step=step
+        )
+
+    with tracking.stage_run("evaluate", params.mlflow, to_dict(params.evaluate), parent_id):
+        results = run_evaluate(params.evaluate, model_dir, train_dir, test_path, params.model, out_dir, on_result=log)
+        tracking.log_artifact(Path(out_dir) / "metrics.json")
+        tracking.log_artifact(Path(out_dir) / "by_step.json")
+        return results
+
+
+def report(
+    params: Params, train_dir: str, eval_dir: str, selection_path: str, out_dir: str, parent_id: str | None = None
+) -> Path:
+    from rlvr.report import run_report
+
+    with tracking.stage_run("report", params.mlflow, to_dict(params.report), parent_id):
+        path = run_report(train_dir, eval_dir, selection_path, out_dir, params.report.headline_mode)
+        tracking.log_artifact(out_dir, "report")
+        return path

@@ -1,0 +1,107 @@
+"""MLflow tracking: one parent run per pipeline run, one nested run per stage, every metric with its step.
+
+The parent run is shared by the stages of one pipeline run even though DVC runs each stage in its own
+process: stages find it by a pipeline key, taken from ``RLVR_PIPELINE_KEY`` if set, else from the
+``dvc repro`` process that started them, else (a stage run by hand) the stage's own process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import psutil
+from mlflow.tracking import MlflowClient
+
+from rlvr.config import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_KEY_ENV = "RLVR_PIPELINE_KEY"
+PIPELINE_KEY_TAG = "rlvr.pipeline_key"
+STAGE_TAG = "rlvr.stage"
+LAST_STAGE = "report"
+
+
+def configure(config: TrackingConfig) -> str:
+    """Point MLflow at the store and experiment of ``config``; returns the experiment id."""
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri)
+    return mlflow.set_experiment(config.experiment).experiment_id
+
+
+def pipeline_key() -> str:
+    """Identifies the pipeline run this process belongs to (see module docstring)."""
+    if os.environ.get(PIPELINE_KEY_ENV):
+        return os.environ[PIPELINE_KEY_ENV]
+    process = psutil.Process()
+    for ancestor in process.parents():
+        try:
+            words = [os.path.basename(word) for word in ancestor.cmdline()[:3]]
+        except psutil.Error:
+            continue
+        if "dvc" in words:
+            return f"dvc-{ancestor.pid}-{int(ancestor.create_time())}"
+    return f"process-{process.pid}-{int(process.create_time())}"
+
+
+def parent_run_id(experiment_id: str, key: str, source: str) -> str:
+    """Id of the parent run for pipeline ``key``, created on first use."""
+    client = MlflowClient()
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{key}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    name = f"{source}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = client.create_run(experiment_id, run_name=name, tags={PIPELINE_KEY_TAG: key, "rlvr.runner": source})
+    return run.info.run_id
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping as ``a.b.c`` keys, for ``mlflow.log_params``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@contextmanager
+def stage_run(
+    stage: str, tracking: TrackingConfig, config: Mapping[str, Any], parent_id: str | None = None
+) -> Iterator[mlflow.ActiveRun]:
+    """A nested MLflow run for ``stage`` under the pipeline's parent run, with ``config`` logged."""
+    experiment_id = configure(tracking)
+    client = MlflowClient()
+    if parent_id is None:
+        parent_id = parent_run_id(experiment_id, pipeline_key(), "dvc")
+        owns_parent = True
+    else:
+        owns_parent = False
+    with mlflow.start_run(run_name=stage, parent_run_id=parent_id, tags={STAGE_TAG: stage}) as run:
+        mlflow.log_params(flatten(config))
+        mlflow.log_dict(dict(config), f"config/{stage}.json")
+        try:
+            yield run
+        except BaseException:
+            if owns_parent:
+                client.set_terminated(parent_id, "FAILED")
+            raise
+    if owns_parent and stage == LAST_STAGE:
+        client.set_terminated(parent_id, "FINISHED")
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    """Log a file or directory to the active run."""
+    path = Path(path)
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path)
+    elif path.is_file():
+        mlflow.log_artifact(str(path), artifact_path)

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers of the stages in ``rlvr.stages``."""

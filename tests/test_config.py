@@ -1,0 +1,73 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlvr.config import ConfigError, InputError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_and_smoke_params_load():
+    for path in (ROOT / "params.yaml", ROOT / "configs" / "smoke.yaml"):
+        params = load_params(path)
+        assert params.train.max_steps >= params.train.save_steps >= 1
+
+
+def test_floats_written_the_yaml_1_1_way_are_read_as_numbers():
+    assert parse_params({"train": {"learning_rate": "2e-5"}}).train.learning_rate == pytest.approx(2e-5)
+
+
+@pytest.mark.parametrize(
+    ("values", "name"),
+    [
+        ({"trian": {}}, "trian"),
+        ({"train": {"learning_rat": 1.0}}, "train.learning_rat"),
+        ({"paths": {"modle_dir": "x"}}, "paths.modle_dir"),
+        ({"train": {"trl": {"not_a_grpo_field": 1}}}, "not_a_grpo_field"),
+    ],
+)
+def test_unknown_keys_are_named(values, name):
+    with pytest.raises(ConfigError, match=name):
+        parse_params(values)
+
+
+def test_bad_values_are_named():
+    with pytest.raises(ConfigError, match="num_generations"):
+        parse_params({"train": {"num_generations": 3, "per_device_train_batch_size": 8}})
+    with pytest.raises(ConfigError, match="learning_rate"):
+        parse_params({"train": {"learning_rate": "fast"}})
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(InputError, match="nope.yaml"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def _stage(tmp_path, *args):
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_cli_unknown_key_is_one_line_error_and_nonzero_exit(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"pool_sise": 3}}))
+    result = _stage(tmp_path, "pipelines.data", "--params", "params.yaml")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "data.pool_sise" in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cli_missing_input_file_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "sqlite:///m.db"}}))
+    result = _stage(tmp_path, "pipelines.select", "--params", "params.yaml", "--history", "missing.json")
+    assert result.returncode == 2
+    assert "missing.json" in result.stderr.strip().splitlines()[-1]

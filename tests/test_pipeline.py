@@ -1,0 +1,129 @@
+"""End to end on the embedded model with the smoke profile: ``dvc repro`` and the Prefect flow."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = {"model", "data", "history", "select", "train", "evaluate", "report"}
+pytestmark = pytest.mark.integration
+
+
+def _project_copy(target: Path, params: dict) -> Path:
+    for name in ("rlvr", "pipelines", "tasks", "flows", "configs"):
+        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", target / "dvc.yaml")
+    (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return target
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def _smoke_params() -> dict:
+    return yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory) -> Path:
+    """A copy of the project with the smoke profile as params.yaml, after one ``dvc repro``."""
+    work = _project_copy(tmp_path_factory.mktemp("dvc"), _smoke_params())
+    _run(["git", "init", "-q"], work)
+    _run(["dvc", "init", "-q"], work)
+    _run(["dvc", "repro"], work)
+    return work
+
+
+def _stage_runs(tracking_uri: str, experiment: str, runner: str) -> tuple[mlflow.entities.Run, list]:
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    parents = client.search_runs([experiment_id], filter_string=f"tags.`rlvr.runner` = '{runner}'")
+    assert len(parents) == 1
+    parent = parents[0]
+    children = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return parent, children
+
+
+def _check_outputs(work: Path, params: dict) -> None:
+    paths = params["paths"]
+    report = (work / paths["report_dir"] / "report.md").read_text()
+    assert "base (step 0)" in report and "best checkpoint" in report
+    assert (work / paths["report_dir"] / "accuracy_by_step.png").stat().st_size > 1000
+    history = json.loads((work / paths["history"]).read_text())
+    pool_ids = [json.loads(line)["id"] for line in (work / paths["pool"]).read_text().splitlines()]
+    assert sorted(history) == sorted(pool_ids)
+    assert all(len(v) == params["history"]["num_train_epochs"] for v in history.values())
+    by_step = json.loads((work / paths["eval_dir"] / "by_step.json").read_text())
+    steps = list(range(0, params["train"]["max_steps"] + 1, params["train"]["save_steps"]))
+    assert [row["step"] for row in by_step] == steps
+    assert all(row["num_problems"] == params["data"]["test_size"] for row in by_step)
+
+
+def _check_tracking(work: Path, params: dict, runner: str) -> None:
+    parent, children = _stage_runs(f"sqlite:///{work / 'mlflow.db'}", params["mlflow"]["experiment"], runner)
+    assert parent.info.status == "FINISHED"
+    assert {run.data.tags["rlvr.stage"] for run in children} == STAGES
+    assert all(run.info.status == "FINISHED" for run in children)
+    train = next(run for run in children if run.data.tags["rlvr.stage"] == "train")
+    assert float(train.data.params["learning_rate"]) == params["train"]["learning_rate"]
+    client = MlflowClient()
+    evaluate = next(run for run in children if run.data.tags["rlvr.stage"] == "evaluate")
+    history = client.get_metric_history(evaluate.info.run_id, "accuracy_strict")
+    assert sorted(m.step for m in history) == list(
+        range(0, params["train"]["max_steps"] + 1, params["train"]["save_steps"])
+    )
+    assert client.get_metric_history(train.info.run_id, "train.reward")
+    report = next(run for run in children if run.data.tags["rlvr.stage"] == "report")
+    assert "report/report.md" in [a.path for a in client.list_artifacts(report.info.run_id, "report")]
+
+
+def test_dvc_repro_runs_every_stage_and_tracks_them(dvc_project):
+    params = _smoke_params()
+    _check_outputs(dvc_project, params)
+    _check_tracking(dvc_project, params, "dvc")
+    metrics = _run(["dvc", "metrics", "show", "--json"], dvc_project).stdout
+    assert "accuracy_strict" in metrics
+
+
+def test_dvc_repro_again_does_nothing(dvc_project):
+    result = _run(["dvc", "repro"], dvc_project)
+    assert "Data and pipelines are up to date" in result.stdout
+    assert "Running stage" not in result.stdout
+
+
+def test_prefect_flow_same_stages_and_outputs(dvc_project, tmp_path, monkeypatch):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.experiment import one_shot_rlvr
+
+    params = _smoke_params()
+    params["model"]["source"] = str(dvc_project / params["paths"]["model_dir"])  # a local directory this time
+    work = _project_copy(tmp_path, params)
+    monkeypatch.chdir(work)
+    with prefect_test_harness():
+        report = one_shot_rlvr("params.yaml")
+    assert Path(report) == Path(params["paths"]["report_dir"]) / "report.md"
+    _check_outputs(work, params)
+    _check_tracking(work, params, "prefect")

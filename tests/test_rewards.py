@@ -1,0 +1,76 @@
+import pytest
+
+from rlvr.rewards import REWARDS, accuracy_reward, extract_answer, format_reward, get_reward, grade, last_boxed
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "expected"),
+    [
+        ("so the total is \\boxed{12}", "12", 1.0),
+        ("\\boxed{\\frac{4}{3}}", "4/3", 1.0),
+        ("\\boxed{\\frac{4}{3}}", "\\frac{4}{3}", 1.0),
+        ("we get \\boxed{\\sqrt{\\frac{1}{2}}}", "\\frac{\\sqrt{2}}{2}", 1.0),
+        ("first \\boxed{3} then \\boxed{12.8}", "12.8", 1.0),
+        ("first \\boxed{12.8} then \\boxed{3}", "12.8", 0.0),
+        ("\\boxed{13}", "12", 0.0),
+        ("", "12", 0.0),
+        ("the answer is 12", "12", 0.0),
+        ("\\boxed{}", "12", 0.0),
+        ("\\boxed{12", "12", 0.0),
+    ],
+)
+def test_accuracy_reward_on_literal_strings(completion, gold, expected):
+    assert accuracy_reward([completion], [gold]) == [expected]
+
+
+def test_accuracy_reward_chat_message_form():
+    completions = [[{"role": "assistant", "content": "\\boxed{12.8}"}], [{"role": "assistant", "content": "12.8"}]]
+    assert accuracy_reward(completions, ["12.8", "12.8"]) == [1.0, 0.0]
+
+
+def test_accuracy_reward_accepts_trl_keyword_arguments():
+    assert accuracy_reward(["\\boxed{5}"], ["5"], id=["a"], trainer_state=None, log_extra=None) == [1.0]
+
+
+def test_last_boxed_balances_nested_braces():
+    assert last_boxed("x \\boxed{\\frac{1}{\\sqrt{2}}} y") == "\\frac{1}{\\sqrt{2}}"
+    assert last_boxed("\\fbox{7}") == "7"
+    assert last_boxed("no box") is None
+
+
+def test_lenient_falls_back_to_answer_phrase_then_last_number():
+    assert grade("The answer is 42.", "42", "lenient") == 1.0
+    assert grade("3 + 4 = 7, so 41", "41", "lenient") == 1.0
+    assert grade("The answer is 42.", "42", "strict") == 0.0
+    assert extract_answer("nothing here", "lenient") is None
+
+
+def test_grading_mode_is_checked():
+    with pytest.raises(ValueError, match="grading mode"):
+        extract_answer("x", "loose")
+
+
+@pytest.mark.parametrize(
+    "nasty",
+    [
+        "\\boxed{" * 50,
+        "}" * 100,
+        "\\boxed{\\frac{1}{0}}",
+        "\\boxed{" + "9" * 5000 + "}",
+        "\\boxed{x^{x^{x^{x}}}}",
+        "\x00",
+    ],
+)
+def test_grading_never_raises(nasty):
+    assert accuracy_reward([nasty], ["1"]) in ([0.0], [1.0])
+
+
+def test_format_reward_counts_non_empty_final_box():
+    assert format_reward(["\\boxed{wrong}", "\\boxed{}", "none"]) == [1.0, 0.0, 0.0]
+
+
+def test_every_registered_reward_resolves():
+    for name in REWARDS:
+        assert callable(get_reward(name))
+    with pytest.raises(ValueError, match="unknown reward"):
+        get_reward("nope")

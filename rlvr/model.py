@@ -41,8 +41,14 @@ def _load(source: str):
         looks_local = source.startswith((".", "/", "~")) or Path(source).exists()
         if looks_local and not Path(source).is_dir():
             raise InputError(f"model directory not found: {source}")
-    tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(
+            f"model {source!r} is neither a local model directory nor a loadable Hub id: {reason}"
+        ) from error
     return model, tokenizer
 
 

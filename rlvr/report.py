@@ -57,7 +57,7 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def markdown(rows: list[dict], selection: list[dict], mode: str, num_problems: int) -> str:
+def markdown(rows: list[dict], selection: list[dict], mode: str, num_problems: int, reward: str) -> str:
     """The report text."""
     base = rows[0]
     best = max(rows[1:], key=lambda r: (r[f"accuracy_{mode}"], -r["step"]))
@@ -68,11 +68,13 @@ def markdown(rows: list[dict], selection: list[dict], mode: str, num_problems: i
         "",
         "Training example(s): " + "; ".join(f"`{i}` {p} (answer {a})" for i, p, a in examples),
         "",
+        f"Training reward: `{reward}`.",
+        "",
         f"Held-out accuracy ({mode} grading, {num_problems} problems): base (step 0) "
         f"{base[f'accuracy_{mode}']:.3f}, best checkpoint (step {best['step']}) {best[f'accuracy_{mode}']:.3f}, "
         f"change {gain:+.3f}.",
         "",
-        "Grading: `strict` counts only the last `\\boxed{}` (the training reward); `lenient` falls back to "
+        "Grading: `strict` counts only the last `\\boxed{}` (the paper's reward); `lenient` falls back to "
         '"the answer is ..." or the last number when there is no box.',
         "",
         "| step | training-example accuracy | held-out accuracy (strict) | held-out accuracy (lenient) "
@@ -86,7 +88,12 @@ def markdown(rows: list[dict], selection: list[dict], mode: str, num_problems: i
 
 
 def run_report(
-    train_dir: str | Path, eval_dir: str | Path, selection_path: str | Path, out_dir: str | Path, mode: str
+    train_dir: str | Path,
+    eval_dir: str | Path,
+    selection_path: str | Path,
+    out_dir: str | Path,
+    mode: str,
+    reward: str,
 ) -> Path:
     """The report stage: ``report.md``, ``accuracy_by_step.png`` and ``by_step.csv`` in ``out_dir``."""
     out_dir = Path(out_dir)
@@ -95,6 +102,6 @@ def run_report(
     rows = table_rows(train_log, evaluations)
     plot(train_log, evaluations, out_dir / "accuracy_by_step.png", mode)
     write_json(out_dir / "by_step.json", rows)
-    report = markdown(rows, read_rows(selection_path), mode, int(evaluations[0]["num_problems"]))
+    report = markdown(rows, read_rows(selection_path), mode, int(evaluations[0]["num_problems"]), reward)
     atomic_write_text(out_dir / "report.md", report)
     return out_dir / "report.md"

@@ -112,12 +112,21 @@ def accuracy_reward(completions: list, answer: list[str], **kwargs: Any) -> list
     return [grade(completion, gold, "strict") for completion, gold in zip(completions, answer, strict=True)]
 
 
+def lenient_accuracy_reward(completions: list, answer: list[str], **kwargs: Any) -> list[float]:
+    """TRL reward: like :func:`accuracy_reward`, graded in ``lenient`` mode (no box needed)."""
+    return [grade(completion, gold, "lenient") for completion, gold in zip(completions, answer, strict=True)]
+
+
 def format_reward(completions: list, **kwargs: Any) -> list[float]:
     """TRL reward: 1.0 for a response with a non-empty final ``\\boxed{}``, whatever its content."""
     return [float(bool(last_boxed(completion_text(completion)))) for completion in completions]
 
 
-REWARDS: dict[str, Callable[..., list[float]]] = {"accuracy": accuracy_reward, "format": format_reward}
+REWARDS: dict[str, Callable[..., list[float]]] = {
+    "accuracy": accuracy_reward,
+    "accuracy_lenient": lenient_accuracy_reward,
+    "format": format_reward,
+}
 
 
 def get_reward(name: str) -> Callable[..., list[float]]:

@@ -103,6 +103,8 @@ def report(
     from rlvr.report import run_report
 
     with tracking.stage_run("report", params.mlflow, to_dict(params.report), parent_id):
-        path = run_report(train_dir, eval_dir, selection_path, out_dir, params.report.headline_mode)
+        path = run_report(
+            train_dir, eval_dir, selection_path, out_dir, params.report.headline_mode, params.train.reward
+        )
         tracking.log_artifact(out_dir, "report")
         return path

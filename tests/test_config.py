@@ -1,13 +1,8 @@
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
+from conftest import ROOT, run_module
 
 from rlvr.config import ConfigError, InputError, load_params, parse_params
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_default_and_smoke_params_load():
@@ -46,20 +41,9 @@ def test_missing_params_file(tmp_path):
         load_params(tmp_path / "nope.yaml")
 
 
-def _stage(tmp_path, *args):
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
 def test_cli_unknown_key_is_one_line_error_and_nonzero_exit(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"pool_sise": 3}}))
-    result = _stage(tmp_path, "pipelines.data", "--params", "params.yaml")
+    result = run_module(tmp_path, "pipelines.data", "--params", "params.yaml")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "data.pool_sise" in result.stderr
@@ -68,6 +52,6 @@ def test_cli_unknown_key_is_one_line_error_and_nonzero_exit(tmp_path):
 
 def test_cli_missing_input_file_is_named(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "sqlite:///m.db"}}))
-    result = _stage(tmp_path, "pipelines.select", "--params", "params.yaml", "--history", "missing.json")
+    result = run_module(tmp_path, "pipelines.select", "--params", "params.yaml", "--history", "missing.json")
     assert result.returncode == 2
     assert "missing.json" in result.stderr.strip().splitlines()[-1]

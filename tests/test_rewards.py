@@ -65,6 +65,10 @@ def test_grading_never_raises(nasty):
     assert accuracy_reward([nasty], ["1"]) in ([0.0], [1.0])
 
 
+def test_lenient_accuracy_reward_needs_no_box():
+    assert get_reward("accuracy_lenient")(["so 7 apples", "\\boxed{8}", "8 then 9"], ["7", "8", "8"]) == [1.0, 1.0, 0.0]
+
+
 def test_format_reward_counts_non_empty_final_box():
     assert format_reward(["\\boxed{wrong}", "\\boxed{}", "none"]) == [1.0, 0.0, 0.0]
 

@@ -1,16 +1,13 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_module
 
 from rlvr.config import InputError
 from rlvr.data import read_rows, write_rows
 from rlvr.select import parse_ranks, rank, select
 
-ROOT = Path(__file__).resolve().parents[1]
 HISTORY = {
     "a": [0.0, 0.0, 0.0],  # never solved: std 0
     "b": [0.0, 0.5, 1.0],  # learned gradually: second
@@ -53,22 +50,12 @@ def test_select_rejects_unknown_ids_and_too_high_ranks():
         select(HISTORY, POOL, "std", "9", 9)
 
 
-def _cli(tmp_path, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.select", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
 def test_cli_fixed_interface_on_a_normalised_pool(tmp_path):
     (tmp_path / "h.json").write_text(json.dumps(HISTORY))
     write_rows(tmp_path / "pool.jsonl", POOL)
-    result = _cli(
+    result = run_module(
         tmp_path,
+        "pipelines.select",
         "--history",
         "h.json",
         "--pool",
@@ -90,8 +77,9 @@ def test_cli_on_the_verl_pool(tmp_path, shared_data):
     pool = shared_data / "pools" / "dsr_sub.parquet"
     history = {"0": [0.0, 0.125, 1.0], "5": [0.5, 0.5, 0.5], "7": [0.0, 0.0, 0.25]}
     (tmp_path / "h.json").write_text(json.dumps(history))
-    result = _cli(
+    result = run_module(
         tmp_path,
+        "pipelines.select",
         "--history",
         "h.json",
         "--pool",

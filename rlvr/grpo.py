@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,7 @@ def grpo_args(config: RLConfig, output_dir: str | Path, save: bool) -> GRPOConfi
         "logging_steps": 1,
         "report_to": "none",
         "bf16": torch.cuda.is_available(),
+        "gradient_checkpointing": torch.cuda.is_available(),  # saves GPU memory; on CPU it only recomputes
         "use_cpu": not torch.cuda.is_available(),
         "disable_tqdm": False,
     }
@@ -146,9 +148,9 @@ def run_history(
             prompts_per_step,
         )
     recorder = AccuracyRecorder(get_reward(config.reward))
-    work_dir = Path(out_path).parent / "trainer"
-    trainer = _trainer(model_dir, pool, config, prompt, work_dir, False, recorder, "history.")
-    trainer.train()
+    with tempfile.TemporaryDirectory(prefix="rlvr-history-") as work_dir:  # nothing is saved: no checkpoints
+        trainer = _trainer(model_dir, pool, config, prompt, work_dir, False, recorder, "history.")
+        trainer.train()
     history = recorder.history()
     write_json(out_path, history)
     return history

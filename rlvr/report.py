@@ -22,9 +22,17 @@ def plot(train_log: list[dict], evaluations: list[dict], path: str | Path, mode:
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(list(train), list(train.values()), label="training example accuracy (reward)", color="tab:orange")
     steps = [e["step"] for e in evaluations]
-    axis.plot(steps, [e[f"accuracy_{mode}"] for e in evaluations], "o-", label=f"held-out accuracy ({mode})")
     other = "lenient" if mode == "strict" else "strict"
-    axis.plot(steps, [e[f"accuracy_{other}"] for e in evaluations], "s--", label=f"held-out accuracy ({other})")
+    axis.plot(
+        steps, [e[f"accuracy_{mode}"] for e in evaluations], "o-", label=f"held-out accuracy ({mode})", color="tab:blue"
+    )
+    axis.plot(
+        steps,
+        [e[f"accuracy_{other}"] for e in evaluations],
+        "s--",
+        label=f"held-out accuracy ({other})",
+        color="tab:green",
+    )
     axis.plot(steps, [e["boxed_share"] for e in evaluations], "^:", label="held-out boxed share", color="gray")
     axis.set_xlabel("training step")
     axis.set_ylabel("share")

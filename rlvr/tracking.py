@@ -29,9 +29,16 @@ STAGE_TAG = "rlvr.stage"
 LAST_STAGE = "report"
 
 
+# Read once: mlflow.set_tracking_uri writes this variable too, so a later read would see our own last choice.
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 def configure(config: TrackingConfig) -> str:
-    """Point MLflow at the store and experiment of ``config``; returns the experiment id."""
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri)
+    """Point MLflow at the store and experiment of ``config``; returns the experiment id.
+
+    ``MLFLOW_TRACKING_URI``, where the user set it before the process started, takes precedence.
+    """
+    mlflow.set_tracking_uri(USER_TRACKING_URI or config.tracking_uri)
     return mlflow.set_experiment(config.experiment).experiment_id
 
 

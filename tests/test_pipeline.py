@@ -28,11 +28,9 @@ def _project_copy(target: Path, params: dict) -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "HF_HUB_OFFLINE": "1",
-    }
+    """The stages' environment: this interpreter's tools first, offline, tracking as the params say."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", "HF_HUB_OFFLINE": "1"}
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -55,9 +53,7 @@ def dvc_project(tmp_path_factory) -> Path:
     return work
 
 
-def _stage_runs(tracking_uri: str, experiment: str, runner: str) -> tuple[mlflow.entities.Run, list]:
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient()
+def _stage_runs(client: MlflowClient, experiment: str, runner: str) -> tuple[mlflow.entities.Run, list]:
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     parents = client.search_runs([experiment_id], filter_string=f"tags.`rlvr.runner` = '{runner}'")
     assert len(parents) == 1
@@ -82,13 +78,13 @@ def _check_outputs(work: Path, params: dict) -> None:
 
 
 def _check_tracking(work: Path, params: dict, runner: str) -> None:
-    parent, children = _stage_runs(f"sqlite:///{work / 'mlflow.db'}", params["mlflow"]["experiment"], runner)
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")  # no global state: flows set their own
+    parent, children = _stage_runs(client, params["mlflow"]["experiment"], runner)
     assert parent.info.status == "FINISHED"
     assert {run.data.tags["rlvr.stage"] for run in children} == STAGES
     assert all(run.info.status == "FINISHED" for run in children)
     train = next(run for run in children if run.data.tags["rlvr.stage"] == "train")
     assert float(train.data.params["learning_rate"]) == params["train"]["learning_rate"]
-    client = MlflowClient()
     evaluate = next(run for run in children if run.data.tags["rlvr.stage"] == "evaluate")
     history = client.get_metric_history(evaluate.info.run_id, "accuracy_strict")
     assert sorted(m.step for m in history) == list(

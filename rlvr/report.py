@@ -103,7 +103,7 @@ def run_report(
     mode: str,
     reward: str,
 ) -> Path:
-    """The report stage: ``report.md``, ``accuracy_by_step.png`` and ``by_step.csv`` in ``out_dir``."""
+    """The report stage: ``report.md``, ``accuracy_by_step.png`` and ``by_step.json`` (DVC plot) in ``out_dir``."""
     out_dir = Path(out_dir)
     train_log = read_records(Path(train_dir) / "train_log.jsonl")
     evaluations = read_json(Path(eval_dir) / "by_step.json")

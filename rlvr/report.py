@@ -23,16 +23,9 @@ def plot(train_log: list[dict], evaluations: list[dict], path: str | Path, mode:
     axis.plot(list(train), list(train.values()), label="training example accuracy (reward)", color="tab:orange")
     steps = [e["step"] for e in evaluations]
     other = "lenient" if mode == "strict" else "strict"
-    axis.plot(
-        steps, [e[f"accuracy_{mode}"] for e in evaluations], "o-", label=f"held-out accuracy ({mode})", color="tab:blue"
-    )
-    axis.plot(
-        steps,
-        [e[f"accuracy_{other}"] for e in evaluations],
-        "s--",
-        label=f"held-out accuracy ({other})",
-        color="tab:green",
-    )
+    for grading, style, colour in ((mode, "o-", "tab:blue"), (other, "s--", "tab:green")):
+        accuracy = [e[f"accuracy_{grading}"] for e in evaluations]
+        axis.plot(steps, accuracy, style, label=f"held-out accuracy ({grading})", color=colour)
     axis.plot(steps, [e["boxed_share"] for e in evaluations], "^:", label="held-out boxed share", color="gray")
     axis.set_xlabel("training step")
     axis.set_ylabel("share")

@@ -107,14 +107,19 @@ def grade(completion: Any, gold: str, mode: str = "strict") -> float:
     return float(answers_match(extract_answer(completion_text(completion), mode), gold))
 
 
+def grade_all(completions: list, answer: list[str], mode: str) -> list[float]:
+    """:func:`grade` of each completion against its gold answer."""
+    return [grade(completion, gold, mode) for completion, gold in zip(completions, answer, strict=True)]
+
+
 def accuracy_reward(completions: list, answer: list[str], **kwargs: Any) -> list[float]:
     """TRL reward: 1.0 where the last ``\\boxed{}`` equals the gold answer (math-verify), else 0.0."""
-    return [grade(completion, gold, "strict") for completion, gold in zip(completions, answer, strict=True)]
+    return grade_all(completions, answer, "strict")
 
 
 def lenient_accuracy_reward(completions: list, answer: list[str], **kwargs: Any) -> list[float]:
     """TRL reward: like :func:`accuracy_reward`, graded in ``lenient`` mode (no box needed)."""
-    return [grade(completion, gold, "lenient") for completion, gold in zip(completions, answer, strict=True)]
+    return grade_all(completions, answer, "lenient")
 
 
 def format_reward(completions: list, **kwargs: Any) -> list[float]:

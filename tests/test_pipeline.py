@@ -12,9 +12,9 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"model", "data", "history", "select", "train", "evaluate", "report"}
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""History stage: GRPO over the whole pool, recording every example's accuracy per epoch."""
+"""History stage: every pool example's accuracy per epoch, from GRPO on the pool, a history file or pass rates."""
 
 from rlvr import stages
 from rlvr.cli import parser, run

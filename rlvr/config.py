@@ -18,6 +18,10 @@ class InputError(FileNotFoundError):
     """A missing or unreadable input file; the message names the file."""
 
 
+HISTORY_SOURCES = ("grpo", "file", "pass_rate")
+GENERATOR_SIZES = {"pool": 16, "test": 128}  # the generator's sizes where data.pool_size / test_size are null
+
+
 @dataclass
 class Paths:
     """Where every stage reads and writes; dvc.yaml interpolates the same keys."""
@@ -26,7 +30,10 @@ class Paths:
     pool: str = "outputs/data/pool.jsonl"
     test: str = "outputs/data/test.jsonl"
     history: str = "outputs/history/history.json"
+    history_work: str = "outputs/work/history"
     selection: str = "outputs/select/train_set.jsonl"
+    benchmarks_dir: str = "outputs/data/benchmarks"
+    data_manifest: str = "outputs/data/manifest.json"
     ranking: str = "outputs/select/ranking.csv"
     train_dir: str = "outputs/train"
     eval_dir: str = "outputs/eval"
@@ -52,20 +59,41 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Candidate pool and held-out test set: the embedded generator, or local files / Hub datasets."""
+    """Candidate pool, held-out test set and benchmarks, each a dataset of the registry (``rlvr.registry``).
 
-    source: str = "generator"
-    pool_size: int = 16
-    test_size: int = 128
-    seed: int = 0
+    ``pool`` / ``test``: a registry name, ``generator`` (embedded arithmetic problems) or ``file`` (a file in
+    any supported format, given as ``pool_file`` / ``test_file``). A ``*_file`` given with a registry name is
+    read with that entry's field rules. ``local_dir`` holds local copies laid out like the registry's paths
+    (``benchmarks/math500.jsonl``, ``pools/dsr_sub.parquet``); without one, datasets come from the Hub.
+    ``pool_size`` / ``test_size``: the generator's sizes (null: 16 / 128); for other datasets the first rows
+    kept (null: all).
+    """
+
+    pool: str = "generator"
+    test: str = "generator"
+    benchmarks: list[str] = field(default_factory=list)
     pool_file: str | None = None
     test_file: str | None = None
+    local_dir: str | None = None
+    pool_size: int | None = None
+    test_size: int | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.source not in ("generator", "file"):
-            raise ConfigError(f"data.source must be 'generator' or 'file', got {self.source!r}")
-        if self.source == "file" and not (self.pool_file and self.test_file):
-            raise ConfigError("data.pool_file and data.test_file are required when data.source is 'file'")
+        from rlvr.registry import BENCHMARKS, REGISTRY
+
+        for key in ("pool", "test"):
+            name = getattr(self, key)
+            if name not in REGISTRY and name not in ("generator", "file"):
+                known = ", ".join(["generator", "file", *REGISTRY])
+                raise ConfigError(f"data.{key}: unknown dataset {name!r}; known: {known}")
+            if name == "file" and not getattr(self, f"{key}_file"):
+                raise ConfigError(f"data.{key}_file is required when data.{key} is 'file'")
+            if name == "generator" and getattr(self, f"{key}_size") is None:
+                setattr(self, f"{key}_size", GENERATOR_SIZES[key])
+        unknown = [name for name in self.benchmarks if name not in BENCHMARKS]
+        if unknown:
+            raise ConfigError(f"data.benchmarks: unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
 
 
 @dataclass
@@ -106,18 +134,40 @@ class RLConfig:
 
 @dataclass
 class HistoryConfig(RLConfig):
-    """GRPO over the whole pool for ``num_train_epochs`` epochs, recording per-example accuracy."""
+    """Per-example accuracy per epoch, from ``source``: ``grpo`` over the whole pool for ``num_train_epochs``
+    epochs (the paper's), an existing history ``file``, or the base model's ``pass_rate`` over
+    ``num_generations`` samples. With ``save_steps`` a ``grpo`` run checkpoints and resumes."""
 
+    source: str = "grpo"
+    file: str | None = None
     num_train_epochs: float = 2.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.source not in HISTORY_SOURCES:
+            raise ConfigError(f"history.source must be one of {', '.join(HISTORY_SOURCES)}, got {self.source!r}")
+        if self.source == "file" and not self.file:
+            raise ConfigError("history.file is required when history.source is 'file'")
 
 
 @dataclass
 class SelectConfig:
-    """Ranking method, the ranks to keep (``1``, ``1,13``, ``1-16``) and the rows each is repeated to."""
+    """Ranking method (``rlvr.select.METHODS``), the ranks to keep (``1``, ``1,13``, ``1-16``), the rows the
+    selection is repeated to (the batch size), and the seed of the ``random`` method."""
 
     method: str = "std"
     ranks: str = "1"
     repeat: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from rlvr.select import METHODS, parse_ranks
+
+        if self.method not in METHODS:
+            raise ConfigError(f"select.method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        parse_ranks(self.ranks)
+        if self.repeat < 1:
+            raise ConfigError(f"select.repeat must be >= 1, got {self.repeat}")
 
 
 @dataclass

@@ -6,6 +6,7 @@ jsonl and already-normalised files. Writes are atomic, so an interrupted stage l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,8 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from rlvr.config import DataConfig, InputError
-from rlvr.generator import generate
+from rlvr.config import InputError
 
 VERL_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
 
@@ -28,6 +28,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
         handle.write(text)
     os.replace(handle.name, path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (dataset identity for lineage)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path: str | Path, value: Any) -> None:
@@ -75,14 +84,28 @@ def read_records(path: Path) -> list[dict]:
     raise InputError(f"unsupported input format (use .jsonl or .parquet): {path}")
 
 
-def _from_verl(row: dict) -> dict:
-    prompt = row["prompt"]
-    text = prompt[-1]["content"] if len(prompt) else ""
-    text = text.replace(VERL_INSTRUCTION, "").strip()
+def verl_problem(row: dict) -> str:
+    """The problem text of a verl row: its last prompt message without verl's instruction."""
+    prompt = row.get("prompt")
+    text = prompt[-1]["content"] if prompt is not None and len(prompt) else ""
+    return str(text).replace(VERL_INSTRUCTION, "").strip()
+
+
+def verl_id(row: dict, index: int) -> str:
+    """A verl row's example id: ``extra_info.index`` (the key of the official history files)."""
+    return str((row.get("extra_info") or {}).get("index", index))
+
+
+def verl_gold(row: dict) -> str:
+    value = (row.get("reward_model") or {}).get("ground_truth")
+    return "" if value is None else str(value).strip()
+
+
+def _from_verl(row: dict, index: int) -> dict:
     return {
-        "id": str(row["extra_info"]["index"]),
-        "problem": text,
-        "answer": str(row["reward_model"]["ground_truth"]),
+        "id": verl_id(row, index),
+        "problem": verl_problem(row),
+        "answer": verl_gold(row),
         "source": str(row.get("data_source", "verl")),
     }
 
@@ -90,7 +113,7 @@ def _from_verl(row: dict) -> dict:
 def normalise(row: dict, index: int, source: str) -> dict:
     """One raw row (verl, MATH500-style or normalised) in the normalised schema."""
     if "reward_model" in row and "prompt" in row:
-        return _from_verl(row)
+        return _from_verl(row, index)
     problem = row.get("problem") or row.get("question")
     if problem is None or row.get("answer") is None:
         raise InputError(f"{source}: row {index} has no problem/question or no answer field")
@@ -110,21 +133,3 @@ def read_rows(path: str | Path) -> list[dict]:
     """Rows of a dataset file in the normalised schema, whatever its supported format."""
     path = Path(path)
     return [normalise(row, i, path.stem) for i, row in enumerate(read_records(path))]
-
-
-def make_datasets(config: DataConfig) -> tuple[list[dict], list[dict]]:
-    """The candidate pool and the held-out test set described by ``config``."""
-    if config.source == "generator":
-        return generate(config.pool_size, config.test_size, config.seed)
-    return read_rows(config.pool_file), read_rows(config.test_file)
-
-
-def run_data(config: DataConfig, pool_path: str | Path, test_path: str | Path) -> dict[str, int]:
-    """The data stage: materialise pool and test set; returns their sizes."""
-    pool, test = make_datasets(config)
-    overlap = {row["problem"] for row in pool} & {row["problem"] for row in test}
-    if overlap:
-        raise InputError(f"pool and test set share {len(overlap)} problems, e.g. {sorted(overlap)[0]!r}")
-    write_rows(pool_path, pool)
-    write_rows(test_path, test)
-    return {"pool_size": len(pool), "test_size": len(test)}

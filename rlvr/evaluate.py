@@ -5,51 +5,53 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from rlvr.config import EvaluateConfig, InputError, ModelConfig
 from rlvr.data import read_json, read_rows, write_json, write_rows
-from rlvr.grpo import load_policy, to_messages
+from rlvr.grpo import checkpoints, load_policy, to_messages
 from rlvr.rewards import GRADING_MODES, grade, last_boxed
 
 logger = logging.getLogger(__name__)
 
-_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+) -> list[list[str]]:
+    """``num_samples`` completions per prompt (greedy at temperature 0), batched with left padding.
 
-def checkpoints(train_dir: str | Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of every complete checkpoint under ``train_dir``, by step."""
-    found = []
-    for path in Path(train_dir).glob("checkpoint-*"):
-        match = _CHECKPOINT.search(path.name)
-        if match and (path / "config.json").is_file():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy completions of ``prompts``, batched with left padding, shortest prompts batched together."""
+    Prompts of similar length are batched together; ``batch_size`` counts generated sequences.
+    """
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    completions: list[str] = [""] * len(prompts)
+    completions: list[list[str]] = [[] for _ in prompts]
+    per_batch = max(1, batch_size // num_samples)
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     model.eval()
-    for start in tqdm(range(0, len(order), batch_size), desc="generate", unit="batch", leave=False):
-        batch = order[start : start + batch_size]
+    for start in tqdm(range(0, len(order), per_batch), desc="generate", unit="batch", leave=False):
+        batch = order[start : start + per_batch]
         encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             output = model.generate(
                 **encoded.to(model.device),
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                num_return_sequences=num_samples,
                 pad_token_id=tokenizer.pad_token_id,
+                **sampling,
             )
-        new_tokens = output[:, encoded["input_ids"].shape[1] :]
-        for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
-            completions[i] = text
+        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+        for position, i in enumerate(batch):
+            completions[i] = texts[position * num_samples : (position + 1) * num_samples]
     return completions
 
 
@@ -78,8 +80,16 @@ def score(rows: list[dict], completions: list[str], tokenizer) -> tuple[dict[str
     return metrics, samples
 
 
-def evaluate_model(model_dir, rows, prompt, config: EvaluateConfig) -> tuple[dict[str, float], list[dict]]:
-    """Metrics and samples of the model in ``model_dir`` on ``rows``."""
+def complete(
+    model_dir,
+    rows: list[dict],
+    prompt: ModelConfig,
+    max_new_tokens: int,
+    batch_size: int,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+) -> tuple[list[list[str]], Any]:
+    """Completions of the model in ``model_dir`` for each row's chat prompt, and its tokenizer."""
     model, tokenizer = load_policy(model_dir)
     if torch.cuda.is_available():
         model = model.cuda()
@@ -87,8 +97,13 @@ def evaluate_model(model_dir, rows, prompt, config: EvaluateConfig) -> tuple[dic
         tokenizer.apply_chat_template(to_messages(r["problem"], prompt), add_generation_prompt=True, tokenize=False)
         for r in rows
     ]
-    completions = generate(model, tokenizer, prompts, config.max_new_tokens, config.batch_size)
-    return score(rows, completions, tokenizer)
+    return generate(model, tokenizer, prompts, max_new_tokens, batch_size, num_samples, temperature), tokenizer
+
+
+def evaluate_model(model_dir, rows, prompt, config: EvaluateConfig) -> tuple[dict[str, float], list[dict]]:
+    """Metrics and samples of the model in ``model_dir`` on ``rows`` (greedy)."""
+    completions, tokenizer = complete(model_dir, rows, prompt, config.max_new_tokens, config.batch_size)
+    return score(rows, [samples[0] for samples in completions], tokenizer)
 
 
 def run_evaluate(

@@ -58,8 +58,8 @@ def _unique_problems(seed: int) -> Iterator[tuple[str, int]]:
 
 def generate(pool_size: int, test_size: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Return (pool, test): disjoint lists of rows in the normalised schema, the same for the same seed."""
-    if pool_size < 1 or test_size < 1:
-        raise ValueError(f"data: pool_size and test_size must be >= 1, got {pool_size} and {test_size}")
+    if pool_size < 0 or test_size < 0:
+        raise ValueError(f"data: pool_size and test_size must be >= 0, got {pool_size} and {test_size}")
     problems = _unique_problems(seed)
     rows = [next(problems) for _ in range(pool_size + test_size)]
     pool = [

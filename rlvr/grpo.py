@@ -1,12 +1,9 @@
-"""GRPO runs with TRL: the history stage (whole pool, per-example accuracy) and the train stage."""
+"""GRPO with TRL: the trainer both the history and the train stage use, and the train stage."""
 
 from __future__ import annotations
 
 import logging
-import math
-import tempfile
-from collections import defaultdict
-from collections.abc import Callable
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +12,15 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
-from rlvr.config import HistoryConfig, ModelConfig, RLConfig, TrainConfig
-from rlvr.data import read_rows, write_json, write_rows
+from rlvr.config import ModelConfig, RLConfig, TrainConfig
+from rlvr.data import read_rows, write_rows
 from rlvr.rewards import get_reward
 
 logger = logging.getLogger(__name__)
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
 
 def to_messages(problem: str, prompt: ModelConfig) -> list[dict[str, str]]:
@@ -55,8 +55,11 @@ class MlflowStepLogger(TrainerCallback):
             mlflow.log_metrics(metrics, step=state.global_step)
 
 
-def grpo_args(config: RLConfig, output_dir: str | Path, save: bool) -> GRPOConfig:
-    """TRL's ``GRPOConfig`` for ``config``: TRL names unchanged, ``config.trl`` passed through last."""
+def grpo_args(config: RLConfig, output_dir: str | Path, save: bool, resumable: bool = False) -> GRPOConfig:
+    """TRL's ``GRPOConfig`` for ``config``: TRL names unchanged, ``config.trl`` passed through last.
+
+    ``resumable`` checkpoints keep optimizer, scheduler and RNG states (and only the last two are kept).
+    """
     values: dict[str, Any] = {
         "output_dir": str(output_dir),
         "learning_rate": config.learning_rate,
@@ -75,7 +78,8 @@ def grpo_args(config: RLConfig, output_dir: str | Path, save: bool) -> GRPOConfi
         "seed": config.seed,
         "save_strategy": "steps" if save else "no",
         "save_steps": config.save_steps if save else 500,
-        "save_only_model": True,
+        "save_only_model": not resumable,
+        "save_total_limit": 2 if resumable else None,
         "logging_steps": 1,
         "report_to": "none",
         "bf16": torch.cuda.is_available(),
@@ -96,64 +100,52 @@ def load_policy(model_dir: str | Path):
     return model, tokenizer
 
 
-class AccuracyRecorder:
-    """Wraps a TRL reward function and records, per example id and epoch, the rewards of its rollouts."""
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's ``RepeatSampler`` whose order in an epoch depends only on ``seed + epoch``.
 
-    def __init__(self, reward: Callable[..., list[float]]) -> None:
-        self.reward = reward
-        self.__name__ = reward.__name__  # TRL names the logged metric after the function
-        self.rewards: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    TRL's own sampler draws each epoch's permutation from one generator, so a run resumed in epoch k >= 1
+    replays epoch 0's order and some examples miss epoch k (measured: a resumed history lost rollouts).
+    The trainer calls ``set_epoch`` before every epoch, including the resumed one.
+    """
 
-    def __call__(self, completions: list, id: list[str], trainer_state=None, **kwargs: Any) -> list[float]:  # noqa: A002
-        rewards = self.reward(completions, **kwargs)
-        epoch = math.floor(trainer_state.epoch) if trainer_state is not None else 0
-        for example_id, value in zip(id, rewards, strict=True):
-            self.rewards[str(example_id)][epoch].append(float(value))
-        return rewards
-
-    def history(self) -> dict[str, list[float]]:
-        """``{id: [acc_epoch_0, acc_epoch_1, ...]}``: the share of each epoch's rollouts graded correct."""
-        return {
-            example_id: [sum(values) / len(values) for _, values in sorted(by_epoch.items())]
-            for example_id, by_epoch in sorted(self.rewards.items(), key=lambda item: _id_order(item[0]))
-        }
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle and self.seed is not None:
+            self.generator.manual_seed(self.seed + epoch)
 
 
-def _id_order(example_id: str) -> tuple:
-    return (0, int(example_id), "") if example_id.isdigit() else (1, 0, example_id)
+class ResumableGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose data order survives a resume (see :class:`EpochSeededRepeatSampler`)."""
+
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        if type(sampler) is RepeatSampler:
+            sampler.__class__ = EpochSeededRepeatSampler  # same state, one method more
+        return sampler
 
 
-def _trainer(model_dir, rows, config: RLConfig, prompt, output_dir, save, reward, prefix) -> GRPOTrainer:
+def build_trainer(
+    model_dir, rows, config: RLConfig, prompt, output_dir, reward, prefix, save, resumable=False, callbacks=()
+) -> GRPOTrainer:
+    """A GRPOTrainer on ``rows`` logging to MLflow under ``prefix``."""
     model, tokenizer = load_policy(model_dir)
-    return GRPOTrainer(
+    return ResumableGRPOTrainer(
         model=model,
         reward_funcs=reward,
-        args=grpo_args(config, output_dir, save),
+        args=grpo_args(config, output_dir, save, resumable),
         train_dataset=prompt_dataset(rows, prompt),
         processing_class=tokenizer,
-        callbacks=[MlflowStepLogger(prefix)],
+        callbacks=[MlflowStepLogger(prefix), *callbacks],
     )
 
 
-def run_history(
-    config: HistoryConfig, model_dir: str | Path, pool_path: str | Path, prompt: ModelConfig, out_path: str | Path
-) -> dict[str, list[float]]:
-    """The history stage: GRPO over the whole pool, writing each example's accuracy per epoch."""
-    pool = read_rows(pool_path)
-    prompts_per_step = config.per_device_train_batch_size // config.num_generations
-    if len(pool) % prompts_per_step:
-        logger.warning(
-            "pool size %d is not a multiple of %d prompts per step: some examples skip an epoch",
-            len(pool),
-            prompts_per_step,
-        )
-    recorder = AccuracyRecorder(get_reward(config.reward))
-    with tempfile.TemporaryDirectory(prefix="rlvr-history-") as work_dir:  # nothing is saved: no checkpoints
-        trainer = _trainer(model_dir, pool, config, prompt, work_dir, False, recorder, "history.")
-        trainer.train()
-    history = recorder.history()
-    write_json(out_path, history)
-    return history
+def checkpoints(run_dir: str | Path, marker: str = "config.json") -> list[tuple[int, Path]]:
+    """``(step, path)`` of every checkpoint under ``run_dir`` holding ``marker`` (written last), by step."""
+    found = []
+    for path in Path(run_dir).glob("checkpoint-*"):
+        match = _CHECKPOINT.search(path.name)
+        if match and (path / marker).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
 
 
 def run_train(
@@ -162,7 +154,7 @@ def run_train(
     """The train stage: GRPO on the selected rows, keeping checkpoints; returns the per-step log."""
     out_dir = Path(out_dir)
     rows = read_rows(train_path)
-    trainer = _trainer(model_dir, rows, config, prompt, out_dir, True, get_reward(config.reward), "train.")
+    trainer = build_trainer(model_dir, rows, config, prompt, out_dir, get_reward(config.reward), "train.", save=True)
     trainer.train()
     steps = [
         {"step": entry["step"], **{k: float(v) for k, v in entry.items() if isinstance(v, (int, float))}}

@@ -135,7 +135,15 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
 
 
 def get_reward(name: str) -> Callable[..., list[float]]:
-    """The reward function registered under ``name``."""
+    """The reward registered under ``name``, or a researcher's own TRL reward given as ``module:function``."""
+    if ":" in name:
+        import importlib
+
+        module, _, function = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), function)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"reward {name!r}: cannot import ({error})") from error
     if name not in REWARDS:
-        raise ValueError(f"unknown reward {name!r}; choose one of {sorted(REWARDS)}")
+        raise ValueError(f"unknown reward {name!r}; choose one of {sorted(REWARDS)} or module:function")
     return REWARDS[name]

@@ -1,21 +1,68 @@
-"""Example selection: rank pool examples by a score of their training history, keep some ranks, repeat."""
+"""Example selection: score pool examples from their history, rank them, keep some ranks, repeat the rows.
+
+Methods (``METHODS``), each scoring a whole history ``{id: [acc_epoch_0, ...]}``; higher ranks first:
+- ``std``: historical variance score (the paper's): population std of the example's accuracies over all of
+  its epochs, whatever their number (as the official code's ``np.std``).
+- ``random``: a seeded uniform draw per example, the history ignored.
+- ``lim``: alignment with the pool's mean accuracy curve,
+  ``1 - sum_i (acc_i - mean_i)^2 / sum_i (1 - mean_i)^2`` over the epochs all non-empty histories share
+  (the official code truncates every history to the shortest non-empty one, and so does this).
+- ``pass_rate``: a pass rate nearest 0.5 is best: ``-|acc_0 - 0.5|`` on the first epoch (the base model's
+  pass rate; the history stage's ``pass_rate`` source gives exactly that without any training).
+An empty history scores NaN and ranks last. Ties are broken by id (numeric ids by value), stably.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import random
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rlvr.config import InputError
-from rlvr.data import read_json, read_rows, write_rows
+from rlvr.data import atomic_write_text, read_json, read_rows, write_rows
+
+logger = logging.getLogger(__name__)
+
+History = dict[str, list[float]]
 
 
-def std_score(accuracies: list[float]) -> float:
-    """Historical variance score (the paper's): population std of the per-epoch accuracies."""
-    return statistics.pstdev(accuracies) if accuracies else 0.0
+def std_scores(history: History, seed: int = 0) -> dict[str, float]:
+    return {key: statistics.pstdev(values) if values else math.nan for key, values in history.items()}
 
 
-METHODS: dict[str, Callable[[list[float]], float]] = {"std": std_score}
+def random_scores(history: History, seed: int = 0) -> dict[str, float]:
+    generator = random.Random(seed)
+    return {key: generator.random() for key in sorted(history, key=id_order)}
+
+
+def lim_scores(history: History, seed: int = 0) -> dict[str, float]:
+    lengths = [len(values) for values in history.values() if values]
+    if not lengths:
+        raise InputError("lim needs at least one non-empty history")
+    common = min(lengths)
+    mean = [statistics.fmean(values[i] for values in history.values() if values) for i in range(common)]
+    scale = sum((1 - m) ** 2 for m in mean)
+    if scale == 0:
+        raise InputError("lim is undefined when the pool's mean accuracy is 1 in every epoch")
+    return {
+        key: 1 - sum((values[i] - mean[i]) ** 2 for i in range(common)) / scale if values else math.nan
+        for key, values in history.items()
+    }
+
+
+def pass_rate_scores(history: History, seed: int = 0) -> dict[str, float]:
+    return {key: -abs(values[0] - 0.5) if values else math.nan for key, values in history.items()}
+
+
+METHODS: dict[str, Callable[[History, int], dict[str, float]]] = {
+    "std": std_scores,
+    "random": random_scores,
+    "lim": lim_scores,
+    "pass_rate": pass_rate_scores,
+}
 
 
 def parse_ranks(ranks: str) -> list[int]:
@@ -36,39 +83,85 @@ def parse_ranks(ranks: str) -> list[int]:
     return result
 
 
-def rank(history: dict[str, list[float]], method: str = "std") -> list[tuple[str, float]]:
-    """``(id, score)`` by descending score; ties broken by id, stably."""
+def validate_history(history: object, pool_ids: set[str], origin: str, excluded: Iterable[str] = ()) -> History:
+    """``history`` with string ids and float values, or an error naming ``origin`` and what is wrong.
+
+    Ids in ``excluded`` (pool rows left out for lack of a gold answer) are dropped with a warning.
+    """
+    if not isinstance(history, dict):
+        raise InputError(f"{origin}: a history is a JSON object {{id: [acc_epoch_0, ...]}}")
+    result: History = {}
+    for key, values in history.items():
+        if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values
+        ):
+            raise InputError(f"{origin}: history of id {key!r} is not a list of accuracies in [0, 1]")
+        result[str(key)] = [float(v) for v in values]
+    dropped = sorted(set(result) & set(excluded))
+    if dropped:
+        logger.warning("%s: %d ids have no gold answer in the pool and are left out: %s", origin, len(dropped), dropped)
+        result = {key: values for key, values in result.items() if key not in dropped}
+    unknown = sorted(set(result) - pool_ids)
+    if unknown:
+        raise InputError(
+            f"{origin}: {len(unknown)} of {len(result)} history ids are not in the pool, e.g. {unknown[:5]}"
+        )
+    return result
+
+
+def id_order(example_id: str) -> tuple:
+    """Sort key of an id: numeric ids (verl indices) by value, before other ids in string order."""
+    return (0, int(example_id), "") if example_id.isdigit() else (1, 0, example_id)
+
+
+def rank(history: History, method: str = "std", seed: int = 0) -> list[tuple[str, float]]:
+    """``(id, score)`` by descending score, NaN last; ties (equal to 12 decimals) broken by id, stably."""
     if method not in METHODS:
         raise ValueError(f"unknown selection method {method!r}; choose one of {sorted(METHODS)}")
-    score = METHODS[method]
-    scored = [(str(example_id), score(list(values))) for example_id, values in history.items()]
-    return sorted(scored, key=lambda item: (-item[1], item[0]))
+
+    def key(item: tuple[str, float]) -> tuple:
+        example_id, value = item
+        return (math.isnan(value), 0.0 if math.isnan(value) else -round(value, 12), id_order(example_id))
+
+    return sorted(METHODS[method](history, seed).items(), key=key)
+
+
+def repeat_rows(chosen: list[dict], repeat: int) -> list[dict]:
+    """The chosen rows cycled to ``repeat`` rows (the batch size), at least one of each."""
+    return [dict(chosen[i % len(chosen)]) for i in range(max(repeat, len(chosen)))]
 
 
 def select(
-    history: dict[str, list[float]], pool: list[dict], method: str, ranks: str, repeat: int
+    history: History,
+    pool: list[dict],
+    method: str,
+    ranks: str,
+    repeat: int,
+    seed: int = 0,
+    origin: str = "history",
+    excluded: Iterable[str] = (),
 ) -> tuple[list[dict], list[dict]]:
-    """The selected rows (each rank's pool row, in rank order, the set repeated to ``repeat`` rows) and the ranking."""
-    by_id = {row["id"]: row for row in pool}
-    unknown = sorted(set(history) - set(by_id))
-    if unknown:
-        raise InputError(f"{len(unknown)} history ids are not in the pool, e.g. {unknown[:3]}")
-    ranking = rank(history, method)
+    """The selected rows (the pool rows of ``ranks``, in rank order, repeated) and the ranking table.
+
+    Pool rows without a gold answer, and the ids in ``excluded``, cannot be selected.
+    """
+    by_id = {row["id"]: row for row in pool if str(row["answer"]).strip()}
+    excluded = {row["id"] for row in pool if row["id"] not in by_id} | set(excluded)
+    history = validate_history(history, set(by_id), origin, excluded)
+    ranking = rank(history, method, seed)
     wanted = parse_ranks(ranks)
     if max(wanted) > len(ranking):
-        raise ValueError(f"rank {max(wanted)} asked for, but the history ranks only {len(ranking)} examples")
-    chosen = [by_id[ranking[r - 1][0]] for r in wanted]
-    if repeat < len(chosen):
-        raise ValueError(f"repeat ({repeat}) must be at least the number of selected examples ({len(chosen)})")
-    rows = [dict(chosen[i % len(chosen)]) for i in range(repeat)]
+        raise ValueError(f"rank {max(wanted)} asked for, but {origin} ranks only {len(ranking)} examples")
+    rows = repeat_rows([by_id[ranking[r - 1][0]] for r in wanted], repeat)
     table = [
         {
             "rank": position,
             "id": example_id,
             "score": value,
-            "mean_accuracy": statistics.fmean(history[example_id]) if history[example_id] else 0.0,
+            "mean_accuracy": statistics.fmean(history[example_id]) if history[example_id] else math.nan,
             "epochs": len(history[example_id]),
-            "problem": by_id[example_id]["problem"][:80],
+            "answer": by_id[example_id]["answer"],
+            "problem": by_id[example_id]["problem"][:100].replace("\n", " "),
         }
         for position, (example_id, value) in enumerate(ranking, 1)
     ]
@@ -83,14 +176,15 @@ def run_select(
     repeat: int,
     out_path: str | Path,
     ranking_path: str | Path | None = None,
+    seed: int = 0,
+    excluded: Iterable[str] = (),
 ) -> list[dict]:
     """The select stage: write the selected rows (jsonl or parquet) and, optionally, the ranking table (csv)."""
-    history = {str(k): v for k, v in read_json(history_path).items()}
-    rows, table = select(history, read_rows(pool_path), method, ranks, repeat)
+    history, pool = read_json(history_path), read_rows(pool_path)
+    rows, table = select(history, pool, method, ranks, repeat, seed, str(history_path), excluded)
     write_rows(out_path, rows)
     if ranking_path is not None:
         import pandas as pd
 
-        Path(ranking_path).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(table).to_csv(ranking_path, index=False)
+        atomic_write_text(ranking_path, pd.DataFrame(table).to_csv(index=False))
     return rows

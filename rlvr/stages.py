@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
-
 from rlvr import tracking
-from rlvr.config import Params, to_dict
+from rlvr.config import Params, Paths, to_dict
 
 # Library modules are imported inside each stage: a stage process then loads only the stack it needs
 # (torch, transformers and TRL take seconds to import).
@@ -26,20 +24,26 @@ def model(params: Params, out_dir: str, parent_id: str | None = None) -> Path:
         return prepare_model(params.model.source, out_dir)
 
 
-def data(params: Params, pool_path: str, test_path: str, parent_id: str | None = None) -> dict[str, int]:
-    from rlvr.data import run_data
+def data(params: Params, paths: Paths, parent_id: str | None = None) -> dict:
+    from rlvr.registry import run_data
 
     with tracking.stage_run("data", params.mlflow, to_dict(params.data), parent_id):
-        sizes = run_data(params.data, pool_path, test_path)
-        mlflow.log_metrics(sizes, step=0)
-        return sizes
+        manifest = run_data(params.data, paths.pool, paths.test, paths.benchmarks_dir, paths.data_manifest)
+        for key, entry in manifest.items():
+            tracking.log_metrics({f"{key}.rows": entry["rows"], f"{key}.missing_answer": entry["missing_answer"]})
+        tracking.log_artifact(paths.data_manifest)
+        return manifest
 
 
 def history(params: Params, model_dir: str, pool_path: str, out_path: str, parent_id: str | None = None) -> dict:
-    from rlvr.grpo import run_history
+    from rlvr.history import run_history
+    from rlvr.registry import excluded_ids
 
     with tracking.stage_run("history", params.mlflow, to_dict(params.history), parent_id):
-        result = run_history(params.history, model_dir, pool_path, params.model, out_path)
+        excluded = excluded_ids(params.paths.data_manifest)
+        work_dir = params.paths.history_work
+        result = run_history(params.history, model_dir, pool_path, params.model, out_path, work_dir, excluded)
+        tracking.log_metrics({"examples": len(result), "max_epochs": max(map(len, result.values()), default=0)})
         tracking.log_artifact(out_path)
         return result
 
@@ -52,6 +56,7 @@ def select(
     ranking_path: str | None,
     parent_id: str | None = None,
 ) -> list[dict]:
+    from rlvr.registry import excluded_ids
     from rlvr.select import run_select
 
     with tracking.stage_run("select", params.mlflow, to_dict(params.select), parent_id):
@@ -63,8 +68,10 @@ def select(
             params.select.repeat,
             out_path,
             ranking_path,
+            params.select.seed,
+            excluded_ids(params.paths.data_manifest),
         )
-        mlflow.log_metric("selected_rows", len(rows), step=0)
+        tracking.log_metrics({"selected_rows": len(rows)})
         tracking.log_artifact(out_path)
         if ranking_path:
             tracking.log_artifact(ranking_path)
@@ -86,7 +93,7 @@ def evaluate(
     from rlvr.evaluate import run_evaluate
 
     def log(step: int, metrics: dict) -> None:
-        mlflow.log_metrics(
+        tracking.log_metrics(
             {k: float(v) for k, v in metrics.items() if k != "step" and isinstance(v, (int, float))}, step=step
         )
 

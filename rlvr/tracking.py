@@ -80,11 +80,22 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a multi-process (``accelerate launch``) run: only rank 0 tracks."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @contextmanager
 def stage_run(
     stage: str, tracking: TrackingConfig, config: Mapping[str, Any], parent_id: str | None = None
 ) -> Iterator[mlflow.ActiveRun]:
-    """A nested MLflow run for ``stage`` under the pipeline's parent run, with ``config`` logged."""
+    """A nested MLflow run for ``stage`` under the pipeline's parent run, with ``config`` logged.
+
+    In the other ranks of a multi-process run it starts no run (and yields None): rank 0 logs for all.
+    """
+    if not is_main_process():
+        yield None
+        return
     experiment_id = configure(tracking)
     client = MlflowClient()
     if parent_id is None:
@@ -105,9 +116,17 @@ def stage_run(
         client.set_terminated(parent_id, "FINISHED")
 
 
+def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
+    """Log metrics to the active run, if there is one (there is none in the non-zero ranks)."""
+    if mlflow.active_run() is not None and metrics:
+        mlflow.log_metrics({key: float(value) for key, value in metrics.items()}, step=step)
+
+
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
-    """Log a file or directory to the active run."""
+    """Log a file or directory to the active run, if there is one."""
     path = Path(path)
+    if mlflow.active_run() is None:
+        return
     if path.is_dir():
         mlflow.log_artifacts(str(path), artifact_path)
     elif path.is_file():

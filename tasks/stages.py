@@ -19,8 +19,8 @@ def prepare_model(params: Params, parent_id: str) -> str:
 
 
 @task(name="data", cache_policy=NO_CACHE)
-def make_data(params: Params, parent_id: str) -> dict[str, int]:
-    return stages.data(params, params.paths.pool, params.paths.test, parent_id)
+def make_data(params: Params, parent_id: str) -> dict:
+    return stages.data(params, params.paths, parent_id)
 
 
 @task(name="history", cache_policy=NO_CACHE)

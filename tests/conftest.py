@@ -34,3 +34,19 @@ def run_module(cwd: Path, module: str, *args: str) -> subprocess.CompletedProces
         timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The embedded model cut to its first 2 layers: real tokenizer and embeddings, fast steps, small checkpoints."""
+    from transformers import AutoModelForCausalLM
+
+    from rlvr.model import prepare_model
+
+    full = prepare_model("embedded", tmp_path_factory.mktemp("embedded") / "model")
+    model = AutoModelForCausalLM.from_pretrained(full)
+    model.model.layers = model.model.layers[:2]
+    model.config.num_hidden_layers = 2
+    model.config.layer_types = (getattr(model.config, "layer_types", None) or [])[:2] or None
+    model.save_pretrained(full)
+    return full

@@ -5,10 +5,12 @@ from conftest import ROOT, run_module
 from rlvr.config import ConfigError, InputError, load_params, parse_params
 
 
-def test_default_and_smoke_params_load():
-    for path in (ROOT / "params.yaml", ROOT / "configs" / "smoke.yaml"):
+def test_every_shipped_params_file_loads():
+    paths = [ROOT / "params.yaml", *sorted((ROOT / "configs").rglob("*.yaml"))]
+    assert len(paths) >= 3
+    for path in paths:
         params = load_params(path)
-        assert params.train.max_steps >= params.train.save_steps >= 1
+        assert params.train.max_steps >= params.train.save_steps >= 1, path
 
 
 def test_floats_written_the_yaml_1_1_way_are_read_as_numbers():

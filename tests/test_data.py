@@ -1,7 +1,8 @@
 import pytest
 
 from rlvr.config import DataConfig, InputError
-from rlvr.data import read_rows, run_data, write_rows
+from rlvr.data import read_json, read_rows, write_rows
+from rlvr.registry import run_data
 
 
 def test_round_trip_jsonl_and_parquet(tmp_path):
@@ -11,10 +12,14 @@ def test_round_trip_jsonl_and_parquet(tmp_path):
         assert read_rows(tmp_path / name) == rows
 
 
-def test_generator_stage_writes_disjoint_files(tmp_path):
-    sizes = run_data(DataConfig(pool_size=4, test_size=6), tmp_path / "p.jsonl", tmp_path / "t.jsonl")
-    assert sizes == {"pool_size": 4, "test_size": 6}
+def test_generator_stage_writes_disjoint_files_and_a_manifest(tmp_path):
+    config = DataConfig(pool_size=4, test_size=6)
+    manifest = run_data(config, tmp_path / "p.jsonl", tmp_path / "t.jsonl", tmp_path / "b", tmp_path / "m.json")
+    assert (manifest["pool"]["rows"], manifest["test"]["rows"]) == (4, 6)
+    assert manifest["test"]["missing_answer"] == 0 and len(manifest["test"]["sha256"]) == 64
+    assert read_json(tmp_path / "m.json") == manifest
     assert len(read_rows(tmp_path / "t.jsonl")) == 6
+    assert (tmp_path / "b").is_dir()
 
 
 def test_missing_and_malformed_files_are_named(tmp_path):
@@ -28,9 +33,14 @@ def test_missing_and_malformed_files_are_named(tmp_path):
         read_rows(tmp_path / "noanswer.jsonl")
 
 
-def test_file_source_needs_both_files():
-    with pytest.raises(ValueError, match="pool_file"):
-        DataConfig(source="file", pool_file="x.jsonl")
+def test_data_config_names_the_bad_field():
+    with pytest.raises(ValueError, match="data.pool_file"):
+        DataConfig(pool="file", test_size=4)
+    with pytest.raises(ValueError, match="data.test: unknown dataset 'math5000'"):
+        DataConfig(pool_size=4, test="math5000")
+    with pytest.raises(ValueError, match="data.benchmarks: unknown benchmark"):
+        DataConfig(pool_size=4, test_size=4, benchmarks=["dsr_sub"])
+    assert DataConfig(test="math500").pool_size == 16  # the generator's default
 
 
 def test_math500_jsonl(shared_data):

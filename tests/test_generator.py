@@ -27,4 +27,5 @@ def test_rows_are_normalised_and_verifiable():
 
 def test_sizes_are_checked():
     with pytest.raises(ValueError, match="pool_size"):
-        generate(0, 5, seed=0)
+        generate(-1, 5, seed=0)
+    assert generate(0, 2, seed=0)[0] == []  # a generated test set beside another pool

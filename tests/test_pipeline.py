@@ -49,6 +49,7 @@ def dvc_project(tmp_path_factory) -> Path:
     work = _project_copy(tmp_path_factory.mktemp("dvc"), _smoke_params())
     _run(["git", "init", "-q"], work)
     _run(["dvc", "init", "-q"], work)
+    shutil.copy(ROOT / ".dvc" / "config", work / ".dvc" / "config")  # the project's remote and cache settings
     _run(["dvc", "repro"], work)
     return work
 
@@ -99,6 +100,16 @@ def test_dvc_repro_runs_every_stage_and_tracks_them(dvc_project):
     params = _smoke_params()
     _check_outputs(dvc_project, params)
     _check_tracking(dvc_project, params, "dvc")
+
+
+def test_materialised_datasets_are_versioned_and_pushed_to_the_remote(dvc_project):
+    paths = _smoke_params()["paths"]
+    manifest = json.loads((dvc_project / paths["data_manifest"]).read_text())
+    assert manifest["pool"]["rows"] == 2 and manifest["test"]["missing_answer"] == 0
+    _run(["dvc", "push", "data"], dvc_project)
+    pushed = [p for p in (dvc_project / ".dvc-storage").rglob("*") if p.is_file()]
+    assert len(pushed) >= 2  # pool and test set (the benchmarks folder is empty in the smoke profile)
+    _run(["dvc", "status", "--cloud", "data"], dvc_project)
     metrics = _run(["dvc", "metrics", "show", "--json"], dvc_project).stdout
     assert "accuracy_strict" in metrics
 

@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup run flow test test-all lint mlflow-ui clean
+.PHONY: setup run flow test test-all bench lint mlflow-ui clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -m ''
+
+bench: setup
+	$(BIN)/python scripts/bench_generation.py --out outputs/bench_generation.json
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

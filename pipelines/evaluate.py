@@ -1,4 +1,4 @@
-"""Evaluate stage: the base model (step 0) and every checkpoint on the held-out set."""
+"""Evaluate stage: the base model (step 0) and every checkpoint on the held-out set and the benchmarks."""
 
 from rlvr import stages
 from rlvr.cli import parser, run

@@ -50,11 +50,22 @@ class TrackingConfig:
 
 @dataclass
 class ModelConfig:
-    """The base model: ``embedded`` (SmolLM2-135M-Instruct GGUF), a Hub id, or a local directory."""
+    """The base model: ``embedded`` (SmolLM2-135M-Instruct GGUF), a Hub id, or a local directory; and its prompt.
+
+    ``template`` names a prompt template (``rlvr.templates``): ``chat`` (the model's own chat template with
+    ``system_prompt`` and ``instruction``), ``qwen25-math-cot`` or ``r1-distill``.
+    """
 
     source: str = "embedded"
+    template: str = "chat"
     system_prompt: str = ""
     instruction: str = "Put your final answer within \\boxed{}."
+
+    def __post_init__(self) -> None:
+        from rlvr.templates import TEMPLATES
+
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"model.template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
 
 
 @dataclass
@@ -185,11 +196,36 @@ class TrainConfig(RLConfig):
 
 @dataclass
 class EvaluateConfig:
-    """Greedy batched generation on the held-out set, for the base model and every checkpoint."""
+    """Every model (base as step 0, each checkpoint) on the held-out test set and ``data.benchmarks``.
 
+    Each benchmark has a protocol (samples per problem, temperature, top_p): the paper's by default (greedy;
+    8 samples at 0.6 for AIME24, AIME25, AMC23), overridden per benchmark name in ``protocols``. ``backend``:
+    ``transformers`` (CPU or GPU, batched) or ``vllm`` (GPU; ``tensor_parallel_size``). ``limit``: the first
+    problems of each benchmark only. ``batch_size`` counts generated sequences (transformers backend).
+    """
+
+    backend: str = "transformers"
     max_new_tokens: int = 128
     batch_size: int = 32
     limit: int | None = None
+    seed: int = 0
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+
+    def __post_init__(self) -> None:
+        from rlvr.backends import BACKENDS
+        from rlvr.metrics import Protocol
+
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"evaluate.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        known = {f.name for f in dataclasses.fields(Protocol)}
+        for name, values in self.protocols.items():
+            unknown = set(values or {}) - known
+            if unknown:
+                raise ConfigError(
+                    f"evaluate.protocols.{name}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}"
+                )
 
 
 @dataclass

@@ -1,150 +1,196 @@
-"""Evaluate the base model (as step 0) and every checkpoint on the held-out set, greedy and batched."""
+"""Evaluate the base model (as step 0) and every checkpoint on the held-out test set and the benchmarks.
+
+Per model and benchmark: ``steps/step-N/<benchmark>.json`` (metrics, protocol, MATH500-style breakdowns) and
+``samples/step-N/<benchmark>.jsonl`` (one line per sample: id, prompt, completion, extracted answer, gold,
+correct, shape flags). A model and benchmark already evaluated with the same weights, problems, prompt, protocol
+and settings is skipped, so rerunning the stage evaluates only new checkpoints (or changed settings).
+``by_step.json`` holds one row per step (the test set's metrics unprefixed, every benchmark's as
+``<benchmark>.<metric>``, and the benchmark average); ``metrics.json`` the base and the best step.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+import re
+import statistics
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
 from tqdm import tqdm
 
+from rlvr.backends import make_backend
 from rlvr.config import EvaluateConfig, InputError, ModelConfig
 from rlvr.data import read_json, read_rows, write_json, write_rows
-from rlvr.grpo import checkpoints, load_policy, to_messages
-from rlvr.rewards import GRADING_MODES, grade, last_boxed
+from rlvr.grpo import checkpoints
+from rlvr.metrics import Protocol, breakdown, ends_in_loop, protocol_for, self_reflects, summarise
+from rlvr.rewards import GRADING_MODES, answers_match, extract_answer, extract_choice, last_boxed
+from rlvr.templates import Template, get_template
 
 logger = logging.getLogger(__name__)
 
-
-def generate(
-    model,
-    tokenizer,
-    prompts: list[str],
-    max_new_tokens: int,
-    batch_size: int,
-    num_samples: int = 1,
-    temperature: float = 0.0,
-) -> list[list[str]]:
-    """``num_samples`` completions per prompt (greedy at temperature 0), batched with left padding.
-
-    Prompts of similar length are batched together; ``batch_size`` counts generated sequences.
-    """
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    completions: list[list[str]] = [[] for _ in prompts]
-    per_batch = max(1, batch_size // num_samples)
-    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    model.eval()
-    for start in tqdm(range(0, len(order), per_batch), desc="generate", unit="batch", leave=False):
-        batch = order[start : start + per_batch]
-        encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            output = model.generate(
-                **encoded.to(model.device),
-                max_new_tokens=max_new_tokens,
-                num_return_sequences=num_samples,
-                pad_token_id=tokenizer.pad_token_id,
-                **sampling,
-            )
-        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-        for position, i in enumerate(batch):
-            completions[i] = texts[position * num_samples : (position + 1) * num_samples]
-    return completions
+GRADING_VERSION = 2  # part of every fingerprint: bump when grading changes, so results are recomputed
+CHOICE_DATASETS = ("arc_easy", "arc_challenge")
+BREAKDOWN_FIELDS = ("subject", "level")
+_NOT_IN_METRIC_NAMES = re.compile(r"[^\w\-.:/]")
 
 
-def fingerprint(model_dir: Path, rows: list[dict], prompt: ModelConfig, config: EvaluateConfig) -> str:
-    """Identifies one evaluation: the model's weight files, the problems, the prompt and the settings."""
+@dataclass(frozen=True)
+class Benchmark:
+    """One evaluation set: ``name`` keys its outputs, ``dataset`` (a registry name) picks protocol and grading."""
+
+    name: str
+    dataset: str
+    path: Path
+
+
+def suite(test_path: str | Path, test_dataset: str, benchmarks_dir: str | Path, names: list[str]) -> list[Benchmark]:
+    """The held-out test set (``test``) and each materialised benchmark, the test set's dataset not twice."""
+    benchmarks = [Benchmark("test", test_dataset, Path(test_path))]
+    benchmarks += [Benchmark(n, n, Path(benchmarks_dir) / f"{n}.jsonl") for n in names if n != test_dataset]
+    return benchmarks
+
+
+def grade_sample(completion: str, gold: str, template: Template, choice: bool) -> dict:
+    """Extracted answer and correctness under each grading mode (never raises)."""
+    text = template.answer_text(completion)
+    record = {}
+    for mode in GRADING_MODES:
+        if choice:
+            extracted = extract_choice(text, mode)
+            correct = extracted is not None and extracted.upper() == str(gold).strip().upper()
+        else:
+            extracted = extract_answer(text, mode)
+            correct = answers_match(extracted, gold)
+        record[f"extracted_{mode}"] = extracted
+        record[f"correct_{mode}"] = bool(correct)
+    return record
+
+
+def sample_records(
+    rows: list[dict], prompts: list[str], completions: list[list[str]], dataset: str, template: Template, tokenizer
+) -> list[dict]:
+    """One record per generated sample, graded, with its shape flags."""
+    choice = dataset in CHOICE_DATASETS
+    records = []
+    for index, (row, prompt, samples) in enumerate(zip(rows, prompts, completions, strict=True)):
+        for number, completion in enumerate(samples):
+            record = {"id": row["id"], "sample": number, "problem_index": index, "prompt": prompt}
+            record |= {"completion": completion, "gold": row["answer"]}
+            record |= grade_sample(completion, row["answer"], template, choice)
+            record["boxed"] = last_boxed(template.answer_text(completion)) is not None
+            record["length"] = len(tokenizer(completion, add_special_tokens=False)["input_ids"])
+            record["repetition"] = ends_in_loop(completion)
+            record["reflection"] = self_reflects(completion)
+            record |= {field: row[field] for field in BREAKDOWN_FIELDS if field in row}
+            records.append(record)
+    return records
+
+
+def benchmark_metrics(samples: list[dict]) -> dict:
+    """Summary metrics, plus accuracy by subject and level where the rows have them (MATH500)."""
+    metrics = summarise(samples, GRADING_MODES)
+    for field in BREAKDOWN_FIELDS:
+        if any(field in s for s in samples):
+            metrics[f"by_{field}"] = breakdown(samples, field, GRADING_MODES)
+    return metrics
+
+
+def fingerprint(
+    model_dir: Path, rows: list[dict], model: ModelConfig, protocol: Protocol, config: EvaluateConfig
+) -> str:
+    """Identifies one evaluation: the model's weight files, the problems, the prompt, protocol and settings."""
     weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model_dir.glob("*.safetensors"))
-    payload = json.dumps([str(model_dir.resolve()), weights, rows, asdict(prompt), asdict(config)], sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    settings = [config.max_new_tokens, config.seed, config.backend, GRADING_VERSION]
+    payload = [str(model_dir.resolve()), weights, rows, asdict(model), asdict(protocol), settings]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def score(rows: list[dict], completions: list[str], tokenizer) -> tuple[dict[str, float], list[dict]]:
-    """Metrics of one model's completions, and the per-sample records behind them."""
-    samples = []
-    for row, completion in zip(rows, completions, strict=True):
-        sample = {"id": row["id"], "answer": row["answer"], "completion": completion}
-        sample["boxed"] = last_boxed(completion) is not None
-        sample["length"] = len(tokenizer(completion, add_special_tokens=False)["input_ids"])
-        for mode in GRADING_MODES:
-            sample[f"correct_{mode}"] = grade(completion, row["answer"], mode)
-        samples.append(sample)
-    count = max(len(samples), 1)
-    metrics = {f"accuracy_{mode}": sum(s[f"correct_{mode}"] for s in samples) / count for mode in GRADING_MODES}
-    metrics["boxed_share"] = sum(s["boxed"] for s in samples) / count
-    metrics["mean_response_length"] = sum(s["length"] for s in samples) / count
-    metrics["num_problems"] = len(samples)
-    return metrics, samples
+def _metric_name(name: str) -> str:
+    """``name`` with the characters MLflow does not allow in metric names (such as ``&``) as ``_``."""
+    return _NOT_IN_METRIC_NAMES.sub("_", name)
 
 
-def complete(
-    model_dir,
-    rows: list[dict],
-    prompt: ModelConfig,
-    max_new_tokens: int,
-    batch_size: int,
-    num_samples: int = 1,
-    temperature: float = 0.0,
-) -> tuple[list[list[str]], Any]:
-    """Completions of the model in ``model_dir`` for each row's chat prompt, and its tokenizer."""
-    model, tokenizer = load_policy(model_dir)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    prompts = [
-        tokenizer.apply_chat_template(to_messages(r["problem"], prompt), add_generation_prompt=True, tokenize=False)
-        for r in rows
-    ]
-    return generate(model, tokenizer, prompts, max_new_tokens, batch_size, num_samples, temperature), tokenizer
+def flat_metrics(name: str, metrics: dict) -> dict[str, float]:
+    """The numeric metrics of one benchmark as ``<name>.<metric>`` (breakdowns as ``<name>.<field>.<value>...``)."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        if key.startswith("by_"):
+            for group, numbers in value.items():
+                for metric, number in numbers.items():
+                    flat[_metric_name(f"{name}.{key}.{group}.{metric}")] = float(number)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+            flat[f"{name}.{key}"] = float(value)
+    return flat
 
 
-def evaluate_model(model_dir, rows, prompt, config: EvaluateConfig) -> tuple[dict[str, float], list[dict]]:
-    """Metrics and samples of the model in ``model_dir`` on ``rows`` (greedy)."""
-    completions, tokenizer = complete(model_dir, rows, prompt, config.max_new_tokens, config.batch_size)
-    return score(rows, [samples[0] for samples in completions], tokenizer)
+def step_row(step: int, results: dict[str, dict]) -> dict:
+    """The ``by_step.json`` row of a step: test-set metrics unprefixed, every benchmark prefixed, the average."""
+    row: dict = {"step": step}
+    row |= {k: v for k, v in results["test"].items() if isinstance(v, (int, float)) and k != "step"}
+    for name, metrics in results.items():
+        row |= {k: v for k, v in flat_metrics(name, metrics).items() if ".by_" not in k}
+    averaged = [name for name in results if name != "test"] or ["test"]
+    for mode in GRADING_MODES:
+        row[f"average.accuracy_{mode}"] = statistics.fmean(results[n][f"accuracy_{mode}"] for n in averaged)
+    return row
 
 
 def run_evaluate(
     config: EvaluateConfig,
+    model: ModelConfig,
     base_model_dir: str | Path,
     train_dir: str | Path,
-    test_path: str | Path,
-    prompt: ModelConfig,
+    benchmarks: list[Benchmark],
     out_dir: str | Path,
     on_result=None,
 ) -> list[dict]:
-    """The evaluate stage: step 0 (base model) and every checkpoint; writes per-step metrics and samples.
-
-    A model already evaluated in ``out_dir`` with the same weights, problems, prompt and settings is skipped.
-    ``on_result(step, metrics)`` is called for each evaluated model (used for MLflow logging).
-    """
+    """The evaluate stage (see module docstring); ``on_result(step, flat_metrics)`` is called per step."""
     out_dir = Path(out_dir)
-    rows = read_rows(test_path)[: config.limit]
-    if not rows:
-        raise InputError(f"test set is empty: {test_path}")
+    template = get_template(model.template)
+    data = {}
+    for bench in benchmarks:
+        data[bench.name] = read_rows(bench.path)[: config.limit]
+        if not data[bench.name]:
+            raise InputError(f"benchmark {bench.name} is empty: {bench.path}")
+    protocols = {bench.name: protocol_for(bench.dataset, config.protocols) for bench in benchmarks}
     models = [(0, Path(base_model_dir)), *checkpoints(train_dir)]
     if len(models) == 1:
-        raise InputError(f"no checkpoint found under {train_dir}")
-    results = []
+        logger.warning("no checkpoint under %s: evaluating the base model only", train_dir)
+    rows_by_step = []
     for step, model_dir in tqdm(models, desc="evaluate checkpoints", unit="model"):
-        metrics_path = out_dir / "steps" / f"step-{step}.json"
-        key = fingerprint(model_dir, rows, prompt, config)
-        previous = read_json(metrics_path) if metrics_path.is_file() else {}
-        if previous.get("fingerprint") == key:
-            logger.info("step %d already evaluated, skipping", step)
-            metrics = previous
-        else:
-            logger.info("evaluating step %d (%s) on %d problems", step, model_dir, len(rows))
-            metrics, samples = evaluate_model(model_dir, rows, prompt, config)
-            metrics = {"step": step, **metrics, "fingerprint": key}
-            write_rows(out_dir / "samples" / f"step-{step}.jsonl", samples)
-            write_json(metrics_path, metrics)
+        backend, results = None, {}
+        for bench in benchmarks:
+            rows, protocol = data[bench.name], protocols[bench.name]
+            metrics_path = out_dir / "steps" / f"step-{step}" / f"{bench.name}.json"
+            key = fingerprint(model_dir, rows, model, protocol, config)
+            previous = read_json(metrics_path) if metrics_path.is_file() else {}
+            if previous.get("fingerprint") == key:
+                logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
+                results[bench.name] = previous
+                continue
+            logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), protocol.num_samples)
+            backend = backend or make_backend(config.backend, model_dir, config)
+            prompts = [template.render(r["problem"], model, backend.tokenizer) for r in rows]
+            completions = backend.generate(prompts, protocol, config.max_new_tokens, config.seed)
+            samples = sample_records(rows, prompts, completions, bench.dataset, template, backend.tokenizer)
+            metrics = {"step": step, "benchmark": bench.name, "dataset": bench.dataset, "protocol": asdict(protocol)}
+            metrics |= benchmark_metrics(samples) | {"fingerprint": key}
+            write_rows(out_dir / "samples" / f"step-{step}" / f"{bench.name}.jsonl", samples)
+            write_json(metrics_path, metrics)  # last: its fingerprint marks the pair as done
+            results[bench.name] = metrics
+        if hasattr(backend, "close"):
+            backend.close()
+        row = step_row(step, results)
         if on_result is not None:
-            on_result(step, metrics)
-        results.append({k: v for k, v in metrics.items() if k != "fingerprint"})
-    write_json(out_dir / "by_step.json", results)
-    best = max(results[1:], key=lambda m: (m["accuracy_strict"], m["accuracy_lenient"], -m["step"]))
-    write_json(out_dir / "metrics.json", {"base": results[0], "best": best, "num_checkpoints": len(results) - 1})
-    return results
+            on_result(step, {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()})
+        rows_by_step.append(row)
+    write_json(out_dir / "by_step.json", rows_by_step)
+    best = max(
+        rows_by_step[1:],
+        key=lambda r: (r["average.accuracy_strict"], r["average.accuracy_lenient"], -r["step"]),
+        default=None,
+    )
+    write_json(out_dir / "metrics.json", {"base": rows_by_step[0], "best": best, "num_checkpoints": len(models) - 1})
+    return rows_by_step

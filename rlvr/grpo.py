@@ -17,23 +17,18 @@ from trl.trainer.utils import RepeatSampler
 from rlvr.config import ModelConfig, RLConfig, TrainConfig
 from rlvr.data import read_rows, write_rows
 from rlvr.rewards import get_reward
+from rlvr.templates import get_template
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
 
-def to_messages(problem: str, prompt: ModelConfig) -> list[dict[str, str]]:
-    """The chat prompt of a problem (system prompt, problem, instruction), alike for rollouts and evaluation."""
-    messages = [{"role": "system", "content": prompt.system_prompt}] if prompt.system_prompt else []
-    user = f"{problem}\n{prompt.instruction}" if prompt.instruction else problem
-    return messages + [{"role": "user", "content": user}]
-
-
-def prompt_dataset(rows: list[dict], prompt: ModelConfig) -> Dataset:
-    """A conversational TRL dataset with ``prompt``, ``answer`` and ``id`` columns."""
+def prompt_dataset(rows: list[dict], model: ModelConfig) -> Dataset:
+    """A TRL dataset with ``prompt`` (chat messages or text, per ``model.template``), ``answer`` and ``id``."""
+    template = get_template(model.template)
     return Dataset.from_list(
-        [{"prompt": to_messages(r["problem"], prompt), "answer": r["answer"], "id": r["id"]} for r in rows]
+        [{"prompt": template.messages(r["problem"], model), "answer": r["answer"], "id": r["id"]} for r in rows]
     )
 
 

@@ -132,18 +132,15 @@ def grpo_history(config: HistoryConfig, model_dir, pool: list[dict], prompt: Mod
 
 def pass_rate_history(config: HistoryConfig, model_dir, pool: list[dict], prompt: ModelConfig) -> dict:
     """The base model's share of ``num_generations`` samples graded correct, per example, as ``[rate]``."""
-    from rlvr.evaluate import complete
+    from rlvr.backends import TransformersBackend
+    from rlvr.metrics import Protocol
+    from rlvr.templates import get_template
 
-    torch.manual_seed(config.seed)
-    samples, _ = complete(
-        model_dir,
-        pool,
-        prompt,
-        config.max_completion_length,
-        config.per_device_train_batch_size,
-        num_samples=config.num_generations,
-        temperature=config.temperature,
-    )
+    backend = TransformersBackend(model_dir, config.per_device_train_batch_size)
+    template = get_template(prompt.template)
+    prompts = [template.render(row["problem"], prompt, backend.tokenizer) for row in pool]
+    protocol = Protocol(config.num_generations, config.temperature, 1.0)
+    samples = backend.generate(prompts, protocol, config.max_completion_length, config.seed)
     reward = get_reward(config.reward)
     history = {}
     for row, completions in zip(pool, samples, strict=True):

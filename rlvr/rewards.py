@@ -102,6 +102,26 @@ def answers_match(predicted: str | None, gold: str) -> bool:
         return False
 
 
+_CHOICE_IS = re.compile(r"answer is[:\s]*\(?\$?(?:\\text\{)?([A-Ea-e])\b")
+_CHOICE = re.compile(r"(?<![A-Za-z])\(?([A-E])\)?(?![A-Za-z])")
+
+
+def extract_choice(text: str, mode: str = "strict") -> str | None:
+    """The option letter a multiple-choice response ends on: from the last ``\\boxed{}``, or (lenient) from
+    "the answer is X", else the last standalone capital A-E."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        match = _CHOICE.search(boxed.replace("\\text{", "").replace("}", ""))
+        return match.group(1) if match else None
+    if mode == "strict":
+        return None
+    answer_is = _CHOICE_IS.findall(text)
+    if answer_is:
+        return answer_is[-1].upper()
+    letters = _CHOICE.findall(text)
+    return letters[-1] if letters else None
+
+
 def grade(completion: Any, gold: str, mode: str = "strict") -> float:
     """1.0 where the completion's answer (under ``mode``) equals ``gold``, else 0.0."""
     return float(answers_match(extract_answer(completion_text(completion), mode), gold))

@@ -90,18 +90,22 @@ def train(params: Params, model_dir: str, train_path: str, out_dir: str, parent_
 def evaluate(
     params: Params, model_dir: str, train_dir: str, test_path: str, out_dir: str, parent_id: str | None = None
 ) -> list[dict]:
-    from rlvr.evaluate import run_evaluate
+    from rlvr.evaluate import run_evaluate, suite
 
-    def log(step: int, metrics: dict) -> None:
-        tracking.log_metrics(
-            {k: float(v) for k, v in metrics.items() if k != "step" and isinstance(v, (int, float))}, step=step
-        )
-
+    benchmarks = suite(test_path, params.data.test, params.paths.benchmarks_dir, params.data.benchmarks)
     with tracking.stage_run("evaluate", params.mlflow, to_dict(params.evaluate), parent_id):
-        results = run_evaluate(params.evaluate, model_dir, train_dir, test_path, params.model, out_dir, on_result=log)
+        rows = run_evaluate(
+            params.evaluate,
+            params.model,
+            model_dir,
+            train_dir,
+            benchmarks,
+            out_dir,
+            on_result=lambda step, metrics: tracking.log_metrics(metrics, step),
+        )
         tracking.log_artifact(Path(out_dir) / "metrics.json")
         tracking.log_artifact(Path(out_dir) / "by_step.json")
-        return results
+        return rows
 
 
 def report(

@@ -37,16 +37,23 @@ def run_module(cwd: Path, module: str, *args: str) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """The embedded model cut to its first 2 layers: real tokenizer and embeddings, fast steps, small checkpoints."""
-    from transformers import AutoModelForCausalLM
-
+def embedded_model(tmp_path_factory) -> Path:
+    """The embedded model as a transformers directory (converted once per test session)."""
     from rlvr.model import prepare_model
 
-    full = prepare_model("embedded", tmp_path_factory.mktemp("embedded") / "model")
-    model = AutoModelForCausalLM.from_pretrained(full)
+    return prepare_model("embedded", tmp_path_factory.mktemp("embedded") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(embedded_model, tmp_path_factory) -> Path:
+    """The embedded model cut to its first 2 layers: real tokenizer and embeddings, fast steps, small checkpoints."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(embedded_model)
     model.model.layers = model.model.layers[:2]
     model.config.num_hidden_layers = 2
     model.config.layer_types = (getattr(model.config, "layer_types", None) or [])[:2] or None
-    model.save_pretrained(full)
-    return full
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(embedded_model).save_pretrained(out)
+    return out

@@ -57,3 +57,15 @@ def test_cli_missing_input_file_is_named(tmp_path):
     result = run_module(tmp_path, "pipelines.select", "--params", "params.yaml", "--history", "missing.json")
     assert result.returncode == 2
     assert "missing.json" in result.stderr.strip().splitlines()[-1]
+
+
+def test_every_shipped_params_file_holds_the_params_dvc_tracks():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    tracked = {key for stage in stages.values() for key in stage.get("params", [])}
+    for path in [ROOT / "params.yaml", *sorted((ROOT / "configs").rglob("*.yaml"))]:
+        values = yaml.safe_load(path.read_text())
+        for key in tracked:
+            node = values
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"{path.name} lacks {key} (dvc.yaml tracks it)"
+                node = node[part]

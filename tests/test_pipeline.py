@@ -87,7 +87,7 @@ def _check_tracking(work: Path, params: dict, runner: str) -> None:
     train = next(run for run in children if run.data.tags["rlvr.stage"] == "train")
     assert float(train.data.params["learning_rate"]) == params["train"]["learning_rate"]
     evaluate = next(run for run in children if run.data.tags["rlvr.stage"] == "evaluate")
-    history = client.get_metric_history(evaluate.info.run_id, "accuracy_strict")
+    history = client.get_metric_history(evaluate.info.run_id, "test.accuracy_strict")
     assert sorted(m.step for m in history) == list(
         range(0, params["train"]["max_steps"] + 1, params["train"]["save_steps"])
     )

@@ -1,0 +1,58 @@
+"""The evaluate stage on the embedded model: metrics and per-sample files, incremental reruns, sampling protocols."""
+
+import json
+import logging
+import shutil
+
+import pytest
+
+from rlvr.config import EvaluateConfig, ModelConfig
+from rlvr.data import read_json, read_records
+from rlvr.evaluate import Benchmark, run_evaluate
+
+pytestmark = pytest.mark.integration
+
+SAMPLE_FIELDS = {"id", "prompt", "completion", "extracted_strict", "gold", "correct_strict", "correct_lenient"}
+
+
+def test_base_model_on_a_math500_slice_then_only_new_checkpoints(
+    tmp_path, shared_data, embedded_model, tiny_model, caplog
+):
+    config = EvaluateConfig(limit=50, max_new_tokens=16, batch_size=25)  # short answers: this is about the files
+    suite = [Benchmark("test", "math500", shared_data / "benchmarks" / "math500.jsonl")]
+    train_dir, out = tmp_path / "train", tmp_path / "eval"
+    train_dir.mkdir()
+    rows = run_evaluate(config, ModelConfig(), embedded_model, train_dir, suite, out)
+
+    metrics = read_json(out / "steps" / "step-0" / "test.json")
+    assert metrics["num_problems"] == 50 and metrics["samples_per_problem"] == 1
+    assert 0 <= metrics["accuracy_lenient"] <= 1 and 0 <= metrics["boxed_share"] <= 1
+    assert {"repetition_share", "reflection_share", "mean_response_length"} <= set(metrics)
+    assert sum(v["num_problems"] for v in metrics["by_subject"].values()) == 50
+    assert set(metrics["by_level"]) <= {"1", "2", "3", "4", "5"}
+    samples = read_records(out / "samples" / "step-0" / "test.jsonl")
+    assert len(samples) == 50 and set(samples[0]) >= SAMPLE_FIELDS
+    assert samples[0]["prompt"].endswith("<|im_start|>assistant\n")
+    assert [r["step"] for r in rows] == [0] and read_json(out / "metrics.json")["best"] is None
+
+    written = (out / "samples" / "step-0" / "test.jsonl").stat().st_mtime_ns
+    shutil.copytree(tiny_model, train_dir / "checkpoint-5")  # a new checkpoint appears
+    with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
+        rows = run_evaluate(config, ModelConfig(), embedded_model, train_dir, suite, out)
+    assert "step 0, test: already evaluated, skipping" in caplog.text
+    assert "step 5, test: 50 problems x 1 samples" in caplog.text
+    assert (out / "samples" / "step-0" / "test.jsonl").stat().st_mtime_ns == written
+    assert [r["step"] for r in rows] == [0, 5]
+    assert json.loads((out / "metrics.json").read_text())["best"]["step"] == 5
+
+
+def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, tiny_model):
+    config = EvaluateConfig(limit=3, max_new_tokens=8, batch_size=12, protocols={"amc23": {"num_samples": 4}})
+    suite = [Benchmark("test", "amc23", shared_data / "benchmarks" / "amc23.jsonl")]
+    (row,) = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "none", suite, tmp_path / "eval")
+    metrics = read_json(tmp_path / "eval" / "steps" / "step-0" / "test.json")
+    assert metrics["protocol"] == {"num_samples": 4, "temperature": 0.6, "top_p": 1.0}
+    assert metrics["samples_per_problem"] == 4 and {"pass_at_4_strict", "maj_at_4_lenient"} <= set(metrics)
+    samples = read_records(tmp_path / "eval" / "samples" / "step-0" / "test.jsonl")
+    assert [s["sample"] for s in samples] == [0, 1, 2, 3] * 3
+    assert row["average.accuracy_strict"] == metrics["accuracy_strict"]

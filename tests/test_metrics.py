@@ -1,0 +1,87 @@
+import pytest
+
+from rlvr.backends import vllm_sampling_kwargs
+from rlvr.metrics import (
+    Protocol,
+    breakdown,
+    ends_in_loop,
+    majority_correct,
+    pass_at_k,
+    protocol_for,
+    self_reflects,
+    summarise,
+)
+
+
+@pytest.mark.parametrize(("n", "c", "k", "expected"), [(8, 0, 8, 0.0), (8, 1, 8, 1.0), (5, 2, 2, 0.7), (4, 1, 1, 0.25)])
+def test_pass_at_k_is_the_unbiased_estimator(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def test_majority_vote_counts_extracted_answers_first_seen_wins_ties():
+    assert majority_correct(["2", "3", "3", None], [True, False, False, False]) is False
+    assert majority_correct(["2", "3", "2 ", None, None], [True, False, True, False, False]) is True
+    assert majority_correct(["3", "2"], [False, True]) is False  # tie: the first seen
+    assert majority_correct([None, None], [False, False]) is False
+
+
+def test_loops_and_self_reflection_are_detected():
+    assert ends_in_loop("Let x = 2. " + "So the answer is 4. " * 5)
+    assert ends_in_loop("1 + 1 = 2" + "." * 40)
+    assert not ends_in_loop("We add 2 and 2 and get \\boxed{4}.")
+    assert not ends_in_loop("aaa")  # too short to call a loop
+    assert self_reflects("Let me Recheck the sum.") and not self_reflects("Let me check the sum.")
+
+
+def _sample(index, correct, extracted, **extra):
+    flags = {"boxed": True, "repetition": False, "reflection": False, "length": 10}
+    return {"problem_index": index, "correct_strict": correct, "extracted_strict": extracted, **flags, **extra}
+
+
+def test_summary_gives_avg_pass_and_majority_at_k():
+    samples = [_sample(0, c, a) for c, a in [(True, "1"), (False, "2"), (False, "2"), (True, "1")]]
+    samples += [_sample(1, c, a) for c, a in [(False, "5"), (False, "5"), (False, "6"), (True, "7")]]
+    metrics = summarise(samples, ("strict",))
+    assert metrics["num_problems"] == 2 and metrics["samples_per_problem"] == 4
+    assert metrics["accuracy_strict"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # avg@4
+    assert metrics["pass_at_4_strict"] == 1.0
+    assert metrics["maj_at_4_strict"] == 0.5  # problem 0: "1" and "2" tie, "1" first and correct; problem 1: "5"
+    greedy = summarise([_sample(0, True, "1"), _sample(1, False, "3")], ("strict",))
+    assert greedy["accuracy_strict"] == 0.5 and "pass_at_1_strict" not in greedy
+
+
+def test_breakdown_by_field():
+    samples = [_sample(0, True, "1", level="1"), _sample(1, False, "2", level="1"), _sample(2, True, "3", level="5")]
+    assert breakdown(samples, "level", ("strict",)) == {
+        "1": {"num_problems": 2, "accuracy_strict": 0.5},
+        "5": {"num_problems": 1, "accuracy_strict": 1.0},
+    }
+
+
+def test_protocols_default_to_the_papers_and_can_be_overridden():
+    assert protocol_for("math500", {}) == Protocol(1, 0.0)
+    assert protocol_for("aime24", {}) == Protocol(8, 0.6)
+    assert protocol_for("aime24", {"aime24": {"num_samples": 16}}) == Protocol(16, 0.6)
+    with pytest.raises(ValueError, match="temperature"):
+        protocol_for("math500", {"math500": {"num_samples": 4}})
+
+
+def test_vllm_sampling_arguments():
+    assert vllm_sampling_kwargs(Protocol(8, 0.6, 0.95), 3072, 1) == {
+        "n": 8,
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "max_tokens": 3072,
+        "seed": 1,
+    }
+    assert vllm_sampling_kwargs(Protocol(), 10, 0)["temperature"] == 0.0
+
+
+def test_flat_metric_names_are_valid_mlflow_names():
+    from rlvr.evaluate import flat_metrics
+
+    metrics = {"accuracy_strict": 0.5, "benchmark": "x", "by_subject": {"Counting & Probability": {"num_problems": 3}}}
+    assert flat_metrics("test", metrics) == {
+        "test.accuracy_strict": 0.5,
+        "test.by_subject.Counting___Probability.num_problems": 3.0,
+    }

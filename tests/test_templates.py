@@ -1,0 +1,50 @@
+import re
+
+import pytest
+from conftest import SHARED_DATA
+
+from rlvr.config import ModelConfig
+from rlvr.data import read_records
+from rlvr.evaluate import grade_sample
+from rlvr.registry import load
+from rlvr.rewards import grade
+from rlvr.templates import QWEN25_MATH_COT, get_template
+
+PAPER = SHARED_DATA.parent / "docs" / "PAPER.md"
+
+
+def test_qwen25_math_cot_is_byte_identical_to_the_paper():
+    if not PAPER.is_file():
+        pytest.skip("PAPER.md not found")
+    (written,) = re.findall(r"`(<\|im_start\|>system.*?)`", PAPER.read_text())
+    assert written.replace("\\n", "\n") == QWEN25_MATH_COT
+    prompt = get_template("qwen25-math-cot").render("What is 1+1?", ModelConfig(), tokenizer=None)
+    assert prompt.endswith("<|im_start|>user\nWhat is 1+1?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_chat_template_puts_the_instruction_in_the_user_turn():
+    messages = get_template("chat").messages("2+2?", ModelConfig(system_prompt="Be brief.", instruction="Box it."))
+    assert messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?\nBox it."}]
+
+
+def test_thinking_models_are_graded_after_the_think_block():
+    template = get_template("r1-distill")
+    assert template.answer_text("maybe \\boxed{3}</think>so \\boxed{4}") == "so \\boxed{4}"
+    assert template.answer_text("still thinking \\boxed{4}") == ""
+    assert grade_sample("maybe \\boxed{3}</think> \\boxed{4}", "4", template, choice=False)["correct_strict"]
+    assert not grade_sample("unfinished \\boxed{4}", "4", template, choice=False)["correct_lenient"]
+
+
+def test_multiple_choice_grades_the_letter():
+    chat = get_template("chat")
+    assert grade_sample("so the answer is \\boxed{B}", "B", chat, choice=True)["correct_strict"]
+    lenient_only = grade_sample("The answer is (b).", "B", chat, choice=True)
+    assert lenient_only["extracted_lenient"] == "B" and lenient_only["correct_lenient"]
+    assert not lenient_only["correct_strict"]
+
+
+def test_math500_reference_solutions_grade_as_correct(shared_data):
+    rows = load("math500", local_dir=shared_data).rows
+    raw = {r["unique_id"]: r for r in read_records(shared_data / "benchmarks" / "math500.jsonl")}
+    correct = sum(grade(raw[row["id"]]["solution"], row["answer"], "strict") for row in rows)
+    assert correct / len(rows) >= 0.99, f"{correct} of {len(rows)}"

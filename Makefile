@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup run flow test test-all bench lint mlflow-ui clean
+.PHONY: setup run flow test test-all browser bench lint mlflow-ui clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,19 @@ setup: $(BIN)/.installed
 
 run: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH dvc repro
-	@echo "report: outputs/report/report.md (plot: outputs/report/accuracy_by_step.png)"
+	@echo "report: outputs/report/report.html (also report.md and the PNGs beside it)"
 
 flow: setup
 	$(BIN)/python flows/experiment.py --params params.yaml
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the HTML report test (Debian/Ubuntu, as root); elsewhere that one test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium chromium-driver >/dev/null; } || echo "chromium not installed: the HTML report test will skip"
 
 test-all: setup
 	$(BIN)/python -m pytest -m ''

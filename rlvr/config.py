@@ -230,9 +230,19 @@ class EvaluateConfig:
 
 @dataclass
 class ReportConfig:
-    """Report options: the grading mode whose accuracy the headline compares."""
+    """Report options. ``headline_mode``: the grading the tables and figures use. ``step``: the step of the
+    second table (null: each run's last evaluated step). ``compare_experiments``: MLflow experiments whose
+    pipeline runs join this run in the report, optionally narrowed by ``compare_filter`` (an MLflow filter
+    on the pipeline (parent) runs, e.g. ``tags.family = 'qwen'``)."""
 
     headline_mode: str = "strict"
+    step: int | None = None
+    compare_experiments: list[str] = field(default_factory=list)
+    compare_filter: str = ""
+
+    def __post_init__(self) -> None:
+        if self.headline_mode not in ("strict", "lenient"):
+            raise ConfigError(f"report.headline_mode must be strict or lenient, got {self.headline_mode!r}")
 
 
 @dataclass

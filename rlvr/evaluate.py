@@ -184,7 +184,8 @@ def run_evaluate(
             backend.close()
         row = step_row(step, results)
         if on_result is not None:
-            on_result(step, {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()})
+            flat = {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()}
+            on_result(step, flat | {k: v for k, v in row.items() if k.startswith("average.")})
         rows_by_step.append(row)
     write_json(out_dir / "by_step.json", rows_by_step)
     best = max(

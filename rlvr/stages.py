@@ -72,6 +72,7 @@ def select(
             excluded_ids(params.paths.data_manifest),
         )
         tracking.log_metrics({"selected_rows": len(rows)})
+        tracking.set_tag("rlvr.selected_ids", ",".join(dict.fromkeys(row["id"] for row in rows)))
         tracking.log_artifact(out_path)
         if ranking_path:
             tracking.log_artifact(ranking_path)
@@ -111,11 +112,23 @@ def evaluate(
 def report(
     params: Params, train_dir: str, eval_dir: str, selection_path: str, out_dir: str, parent_id: str | None = None
 ) -> Path:
-    from rlvr.report import run_report
+    from mlflow.tracking import MlflowClient
 
-    with tracking.stage_run("report", params.mlflow, to_dict(params.report), parent_id):
-        path = run_report(
-            train_dir, eval_dir, selection_path, out_dir, params.report.headline_mode, params.train.reward
-        )
+    from rlvr.report import run_report
+    from rlvr.runs import from_mlflow, from_outputs
+
+    config = params.report
+    with tracking.stage_run("report", params.mlflow, to_dict(config), parent_id) as active:
+        runs = [from_outputs(params, train_dir, eval_dir, selection_path)]
+        if config.compare_experiments:
+            client = MlflowClient()
+            experiments = [client.get_experiment_by_name(name) for name in config.compare_experiments]
+            missing = [n for n, e in zip(config.compare_experiments, experiments, strict=True) if e is None]
+            if missing:
+                raise ValueError(f"report.compare_experiments: no MLflow experiment named {missing}")
+            this = client.get_run(active.info.run_id).data.tags.get("mlflow.parentRunId") if active else None
+            ids = [e.experiment_id for e in experiments]
+            runs += from_mlflow(client, ids, config.compare_filter, exclude={this} if this else set())
+        path = run_report(runs, out_dir, config.headline_mode, config.step)
         tracking.log_artifact(out_dir, "report")
         return path

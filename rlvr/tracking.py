@@ -122,6 +122,12 @@ def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
         mlflow.log_metrics({key: float(value) for key, value in metrics.items()}, step=step)
 
 
+def set_tag(key: str, value: str) -> None:
+    """Tag the active run, if there is one."""
+    if mlflow.active_run() is not None:
+        mlflow.set_tag(key, value)
+
+
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     """Log a file or directory to the active run, if there is one."""
     path = Path(path)

@@ -66,8 +66,10 @@ def _stage_runs(client: MlflowClient, experiment: str, runner: str) -> tuple[mlf
 def _check_outputs(work: Path, params: dict) -> None:
     paths = params["paths"]
     report = (work / paths["report_dir"] / "report.md").read_text()
-    assert "base (step 0)" in report and "best checkpoint" in report
-    assert (work / paths["report_dir"] / "accuracy_by_step.png").stat().st_size > 1000
+    assert "## Main table: each run's best checkpoint" in report
+    assert f"| base · {Path(params['model']['source']).name} | 0 |" in report
+    assert (work / paths["report_dir"] / "run-1-accuracy.png").stat().st_size > 1000
+    assert (work / paths["report_dir"] / "report.html").stat().st_size > 10000
     history = json.loads((work / paths["history"]).read_text())
     pool_ids = [json.loads(line)["id"] for line in (work / paths["pool"]).read_text().splitlines()]
     assert sorted(history) == sorted(pool_ids)
@@ -134,3 +136,65 @@ def test_prefect_flow_same_stages_and_outputs(dvc_project, tmp_path, monkeypatch
     assert Path(report) == Path(params["paths"]["report_dir"]) / "report.md"
     _check_outputs(work, params)
     _check_tracking(work, params, "prefect")
+
+
+def test_report_over_two_embedded_runs_renders_in_chromium(dvc_project, tmp_path):
+    """A second run with the other pool example, reported together with the first (found in MLflow)."""
+    work = tmp_path / "second"
+    shutil.copytree(dvc_project, work, symlinks=True)
+    params = _smoke_params()
+    params["select"]["ranks"] = "2"
+    params["report"]["compare_experiments"] = [params["mlflow"]["experiment"]]
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["dvc", "repro"], work)
+    out = work / params["paths"]["report_dir"]
+    report = (out / "report.md").read_text()
+    first, second = (
+        json.loads((d / params["paths"]["selection"]).read_text().splitlines()[0])["id"] for d in (dvc_project, work)
+    )
+    assert first != second and f"embedded · {first} (dvc-" in report and f"embedded · {second} |" in report
+    for heading in (
+        "## Main table: each run's best checkpoint",
+        "## Table at each run's last evaluated step",
+        "## Difference from the paper",
+        "## Figures",
+    ):
+        assert heading in report
+    figures = [
+        "run-1-accuracy.png",
+        "run-2-accuracy.png",
+        "all-runs-accuracy.png",
+        "response-shape.png",
+        "response-length.png",
+    ]
+    assert all((out / name).stat().st_size > 5000 for name in figures)
+    dom, console = _open_in_chromium(out / "report.html")
+    for heading in ("1-shot RLVR report", "Main table: each run", "Difference from the paper", "Figures"):
+        assert heading in dom
+    assert dom.count("<img") == len(figures) and dom.count("data:image/png;base64,") == len(figures)
+    assert not console, console
+
+
+def _open_in_chromium(page: Path) -> tuple[str, list[str]]:
+    """The DOM headless Chromium builds from ``page`` and the console messages it logged."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium not installed (Debian: apt-get install chromium chromium-driver)")
+    result = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    return result.stdout, console

@@ -110,6 +110,14 @@ def post_saturation(run: RunResult, mode: str) -> tuple[int | None, float | None
     return saturated, average(steps[-1]) - average(before[-1])
 
 
+def _label(axis, title: str, ylabel: str, ylim: tuple[float, float] | None = None) -> None:
+    """Title, axis labels (x: training step) and grid of one plot."""
+    axis.set(title=title, xlabel="training step", ylabel=ylabel)
+    if ylim is not None:
+        axis.set_ylim(*ylim)
+    axis.grid(alpha=0.3)
+
+
 def _save(figure, path: Path) -> None:
     for axis in figure.axes:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # training steps are whole numbers
@@ -124,23 +132,18 @@ def run_figure(run: RunResult, mode: str, path: Path) -> None:
     figure, axis = plt.subplots(figsize=FIGURE_SIZE)
     if run.train_accuracy:
         steps = sorted(run.train_accuracy)
-        axis.plot(steps, [run.train_accuracy[s] for s in steps], color="tab:orange", label="training example (reward)")
+        train = [run.train_accuracy[s] for s in steps]
+        axis.plot(steps, train, color="black", linewidth=2, label="training example (reward)")
     eval_steps = sorted(run.evals)
     for bench in run.benchmarks:
         values = [run.value(s, bench, f"accuracy_{mode}") for s in eval_steps]
         axis.plot(eval_steps, values, "o-", label=f"{bench} (held-out)")
     saturated, gain = post_saturation(run, mode)
     if saturated is not None:
-        note = "no evaluation after it" if gain is None else f"held-out gain after it: {100 * gain:+.1f} points"
+        note = "no evaluation after it" if gain is None else f"average held-out gain after it: {100 * gain:+.1f} points"
         axis.axvline(saturated, color="gray", linestyle="--", label=f"100% training accuracy at step {saturated}")
-        axis.text(saturated, 1.0, f" {note}", va="top", fontsize=8, color="dimgray")
-    axis.set(
-        title=f"Run {run.name}: accuracy by step ({mode} grading)",
-        xlabel="training step",
-        ylabel="accuracy (share correct)",
-        ylim=(-0.02, 1.05),
-    )
-    axis.grid(alpha=0.3)
+        axis.text(saturated, 0.94, f" {note}", va="top", fontsize=8, color="dimgray")
+    _label(axis, f"Run {run.name}: accuracy by step ({mode} grading)", "accuracy (share correct)", (-0.02, 1.05))
     axis.legend(fontsize=8, loc="center right")
     _save(figure, path)
 
@@ -162,13 +165,7 @@ def overlay_figure(runs: list[RunResult], mode: str, path: Path) -> None:
         axis.plot(
             train, [run.train_accuracy[s] for s in train], ":", color=colour, label=f"{run.name}: training example"
         )
-    axis.set(
-        title=f"All runs: accuracy by step ({mode} grading)",
-        xlabel="training step",
-        ylabel="accuracy (share correct)",
-        ylim=(-0.02, 1.05),
-    )
-    axis.grid(alpha=0.3)
+    _label(axis, f"All runs: accuracy by step ({mode} grading)", "accuracy (share correct)", (-0.02, 1.05))
     axis.legend(fontsize=7)
     _save(figure, path)
 
@@ -185,8 +182,7 @@ def shape_figure(runs: list[RunResult], path: Path) -> None:
             axis.plot(
                 steps, [run.benchmark_mean(s, metric) for s in steps], "o-", color=f"C{index % 10}", label=run.name
             )
-        axis.set(title=title, xlabel="training step", ylabel="share of responses", ylim=(-0.02, 1.05))
-        axis.grid(alpha=0.3)
+        _label(axis, title, "share of responses", (-0.02, 1.05))
     axes[0].legend(fontsize=7)
     _save(figure, path)
 
@@ -203,8 +199,7 @@ def length_figure(runs: list[RunResult], path: Path) -> None:
             color=f"C{index % 10}",
             label=run.name,
         )
-    axis.set(title="Mean response length by step", xlabel="training step", ylabel="response length (tokens)")
-    axis.grid(alpha=0.3)
+    _label(axis, "Mean response length by step", "response length (tokens)")
     axis.legend(fontsize=7)
     _save(figure, path)
 

@@ -177,7 +177,7 @@ def run_history(
         history = pass_rate_history(config, model_dir, pool, prompt)
     else:
         history = grpo_history(config, model_dir, pool, prompt, work_dir)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if tracking.is_main_process():
         write_json(out_path, history)
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints only serve resumption
     return history

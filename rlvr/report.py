@@ -272,15 +272,16 @@ def document(runs: list[RunResult], mode: str, step: int | None, out_dir: Path, 
         run_figure(run, mode, out_dir / name)
         blocks.append(("figure", name, f"Run {run.name}: training-example and held-out accuracy by step"))
     figures = (
-        ("all-runs-accuracy.png", overlay_figure, "All runs: held-out average and training-example accuracy"),
-        ("response-shape.png", shape_figure, "Boxed share and self-reflection share by step"),
-        ("response-length.png", length_figure, "Mean response length by step"),
+        (
+            "all-runs-accuracy.png",
+            lambda path: overlay_figure(runs, mode, path),
+            "All runs: held-out average and training-example accuracy",
+        ),
+        ("response-shape.png", lambda path: shape_figure(runs, path), "Boxed share and self-reflection share by step"),
+        ("response-length.png", lambda path: length_figure(runs, path), "Mean response length by step"),
     )
     for name, draw, caption in figures:
-        if draw is overlay_figure:
-            draw(runs, mode, out_dir / name)
-        else:
-            draw(runs, out_dir / name)
+        draw(out_dir / name)
         blocks.append(("figure", name, caption))
     partial = [f"{run.name}: {run.partial}" for run in runs if run.partial]
     if partial:

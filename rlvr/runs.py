@@ -87,7 +87,7 @@ def from_outputs(params: Params, train_dir: str | Path, eval_dir: str | Path, se
     selection = read_rows(selection_path)
     examples = ",".join(dict.fromkeys(row["id"] for row in selection))
     train_log = read_records(Path(train_dir) / "train_log.jsonl")
-    result = RunResult(
+    return RunResult(
         name=f"{Path(params.model.source).name} · {examples}",
         model=params.model.source,
         examples=examples,
@@ -96,7 +96,6 @@ def from_outputs(params: Params, train_dir: str | Path, eval_dir: str | Path, se
         train_accuracy={int(e["step"]): float(e["reward"]) for e in train_log},
         evals=evals_from_rows(read_json(Path(eval_dir) / "by_step.json"), params.data.test),
     )
-    return result
 
 
 def from_mlflow(client, experiment_ids: list[str], filter_string: str = "", exclude: set[str] = frozenset()):

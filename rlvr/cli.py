@@ -20,6 +20,7 @@ def parser(description: str, params_default: str | None = "params.yaml") -> argp
 def run(main: Callable[[argparse.Namespace, Params | None], object], args: argparse.Namespace) -> None:
     """Run a stage: bad params or inputs print one line naming the key or file and exit with status 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # its INFO lines repeat on every PPO step
     try:
         params = load_params(args.params) if args.params else None
         main(args, params)

@@ -19,6 +19,7 @@ class InputError(FileNotFoundError):
 
 
 HISTORY_SOURCES = ("grpo", "file", "pass_rate")
+ALGORITHMS = ("grpo", "ppo")
 GENERATOR_SIZES = {"pool": 16, "test": 128}  # the generator's sizes where data.pool_size / test_size are null
 
 
@@ -109,7 +110,12 @@ class DataConfig:
 
 @dataclass
 class RLConfig:
-    """One GRPO run (TRL names). ``trl`` passes any further ``GRPOConfig`` field through unchanged."""
+    """One RL run (TRL names). ``trl`` passes any further field of the trainer's config through unchanged.
+
+    ``use_vllm`` generates rollouts with vLLM (GPU; ``vllm_mode`` ``colocate`` shares the training GPUs).
+    ``num_processes`` > 1 runs the stage under ``accelerate launch`` (one process per GPU), with
+    ``accelerate_config`` (e.g. ``configs/accelerate/zero2.yaml``) if given.
+    """
 
     reward: str = "accuracy"
     learning_rate: float = 1e-6
@@ -127,15 +133,27 @@ class RLConfig:
     save_steps: int = 0
     lr_scheduler_type: str = "constant"
     seed: int = 0
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    num_processes: int = 1
+    accelerate_config: str | None = None
     trl: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def trainer_config_class(self) -> type:
         from trl import GRPOConfig
 
-        known = {f.name for f in dataclasses.fields(GRPOConfig)}
+        return GRPOConfig
+
+    def __post_init__(self) -> None:
+        config_class = self.trainer_config_class()
+        known = {f.name for f in dataclasses.fields(config_class)}
         for key in self.trl:
             if key not in known:
-                raise ConfigError(f"unknown GRPOConfig field in trl: {key!r}")
+                raise ConfigError(f"unknown {config_class.__name__} field in trl: {key!r}")
+        if self.num_processes < 1:
+            raise ConfigError(f"num_processes must be >= 1, got {self.num_processes}")
+        if self.accelerate_config and not Path(self.accelerate_config).is_file():
+            raise ConfigError(f"accelerate_config: no such file {self.accelerate_config!r}")
         if self.per_device_train_batch_size % self.num_generations:
             raise ConfigError(
                 f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
@@ -183,15 +201,49 @@ class SelectConfig:
 
 @dataclass
 class TrainConfig(RLConfig):
-    """GRPO on the selected example(s); checkpoints every ``save_steps``."""
+    """RL on the selected example(s); checkpoints every ``save_steps``, a sample of the training completions
+    every ``sample_steps`` (0: none).
 
+    ``algorithm``: ``grpo`` (the paper's) or ``ppo`` (TRL's PPO with a value model; ``trl`` then takes
+    ``PPOConfig`` fields). Loss ablations: ``policy_loss`` (the policy-gradient term; off = entropy/KL only),
+    ``beta`` (KL), ``entropy_coef``, ``weight_decay``. ``label`` trains on a given label instead of the gold
+    answer: one string for every row, or ``{id: label}``.
+    """
+
+    algorithm: str = "grpo"
+    policy_loss: bool = True
+    label: str | dict[str, str] | None = None
     max_steps: int = 20
     save_steps: int = 5
+    sample_steps: int = 0
+
+    def trainer_config_class(self) -> type:
+        if self.algorithm == "ppo":
+            from trl.experimental.ppo import PPOConfig
+
+            return PPOConfig
+        return super().trainer_config_class()
 
     def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"train.algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
         super().__post_init__()
         if self.max_steps < 1 or self.save_steps < 1:
             raise ConfigError("train.max_steps and train.save_steps must be >= 1")
+        if self.sample_steps < 0:
+            raise ConfigError(f"train.sample_steps must be >= 0, got {self.sample_steps}")
+        if self.label is not None and not isinstance(self.label, (str, dict)):
+            raise ConfigError("train.label must be a string or a mapping {id: label}")
+        if self.algorithm == "ppo":
+            unsupported = {
+                "num_generations": (self.num_generations != 1, "must be 1 (the value model is the baseline)"),
+                "entropy_coef": (self.entropy_coef != 0, "must be 0 (TRL's PPO loss has no entropy term)"),
+                "policy_loss": (not self.policy_loss, "cannot be switched off"),
+                "use_vllm": (self.use_vllm, "is not available (TRL's PPO generates with transformers)"),
+            }
+            for name, (bad, reason) in unsupported.items():
+                if bad:
+                    raise ConfigError(f"train.{name} {reason} with algorithm 'ppo'")
 
 
 @dataclass

@@ -21,9 +21,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rlvr.backends import make_backend
+from rlvr.checkpoints import checkpoints
 from rlvr.config import EvaluateConfig, InputError, ModelConfig
 from rlvr.data import read_json, read_rows, write_json, write_rows
-from rlvr.grpo import checkpoints
 from rlvr.metrics import Protocol, breakdown, ends_in_loop, protocol_for, self_reflects, summarise
 from rlvr.rewards import GRADING_MODES, answers_match, extract_answer, extract_choice, last_boxed
 from rlvr.templates import Template, get_template

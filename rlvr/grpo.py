@@ -1,9 +1,8 @@
-"""GRPO with TRL: the trainer both the history and the train stage use, and the train stage."""
+"""GRPO with TRL: the trainer both the history and the train stage use."""
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from rlvr.config import ModelConfig, RLConfig, TrainConfig
-from rlvr.data import read_rows, write_rows
-from rlvr.rewards import get_reward
+from rlvr.config import ModelConfig, RLConfig
 from rlvr.templates import get_template
 
 logger = logging.getLogger(__name__)
-
-_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
 
 def prompt_dataset(rows: list[dict], model: ModelConfig) -> Dataset:
@@ -33,27 +28,39 @@ def prompt_dataset(rows: list[dict], model: ModelConfig) -> Dataset:
 
 
 class MlflowStepLogger(TrainerCallback):
-    """Logs every numeric trainer log entry to the active MLflow run at the trainer's global step."""
+    """Logs every numeric trainer log entry to the active MLflow run at the trainer's global step.
+
+    A resumed run first logs the entries restored from its checkpoint, so its MLflow run holds every step.
+    """
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or mlflow.active_run() is None or not state.is_world_process_zero:
-            return
+    def _log(self, logs: dict, step: int) -> None:
         metrics = {
             f"{self.prefix}{key}".replace("/", "."): float(value)
             for key, value in logs.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step"
         }
         if metrics:
-            mlflow.log_metrics(metrics, step=state.global_step)
+            mlflow.log_metrics(metrics, step=step)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step and mlflow.active_run() is not None and state.is_world_process_zero:
+            for entry in state.log_history:
+                self._log(entry, int(entry.get("step", 0)))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and mlflow.active_run() is not None and state.is_world_process_zero:
+            self._log(logs, state.global_step)
 
 
-def grpo_args(config: RLConfig, output_dir: str | Path, save: bool, resumable: bool = False) -> GRPOConfig:
+def grpo_args(
+    config: RLConfig, output_dir: str | Path, save: bool, resumable: bool = False, keep: int | None = None
+) -> GRPOConfig:
     """TRL's ``GRPOConfig`` for ``config``: TRL names unchanged, ``config.trl`` passed through last.
 
-    ``resumable`` checkpoints keep optimizer, scheduler and RNG states (and only the last two are kept).
+    ``resumable`` checkpoints keep optimizer, scheduler and RNG states; ``keep``: checkpoints kept (None: all).
     """
     values: dict[str, Any] = {
         "output_dir": str(output_dir),
@@ -71,10 +78,12 @@ def grpo_args(config: RLConfig, output_dir: str | Path, save: bool, resumable: b
         "num_train_epochs": config.num_train_epochs,
         "lr_scheduler_type": config.lr_scheduler_type,
         "seed": config.seed,
+        "use_vllm": config.use_vllm,
+        "vllm_mode": config.vllm_mode,
         "save_strategy": "steps" if save else "no",
         "save_steps": config.save_steps if save else 500,
         "save_only_model": not resumable,
-        "save_total_limit": 2 if resumable else None,
+        "save_total_limit": keep,
         "logging_steps": 1,
         "report_to": "none",
         "bf16": torch.cuda.is_available(),
@@ -109,7 +118,19 @@ class EpochSeededRepeatSampler(RepeatSampler):
 
 
 class ResumableGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose data order survives a resume (see :class:`EpochSeededRepeatSampler`)."""
+    """GRPOTrainer whose data order survives a resume (see :class:`EpochSeededRepeatSampler`) and whose
+    policy-gradient term can be switched off (``policy_loss=False``: advantages zeroed, so only the KL and
+    entropy terms of TRL's loss remain, the paper's "entropy loss only" ablation)."""
+
+    def __init__(self, *args, policy_loss: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy_loss = policy_loss
+
+    def _generate_and_score_completions(self, inputs):
+        batch = super()._generate_and_score_completions(inputs)
+        if not self.policy_loss:
+            batch["advantages"] = torch.zeros_like(batch["advantages"])
+        return batch
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)
@@ -119,42 +140,27 @@ class ResumableGRPOTrainer(GRPOTrainer):
 
 
 def build_trainer(
-    model_dir, rows, config: RLConfig, prompt, output_dir, reward, prefix, save, resumable=False, callbacks=()
+    model_dir,
+    rows,
+    config: RLConfig,
+    prompt,
+    output_dir,
+    reward,
+    prefix,
+    save,
+    resumable=False,
+    keep=None,
+    callbacks=(),
+    policy_loss=True,
 ) -> GRPOTrainer:
-    """A GRPOTrainer on ``rows`` logging to MLflow under ``prefix``."""
+    """A GRPOTrainer on ``rows`` logging to MLflow under ``prefix`` (after ``callbacks``, which may add metrics)."""
     model, tokenizer = load_policy(model_dir)
     return ResumableGRPOTrainer(
         model=model,
         reward_funcs=reward,
-        args=grpo_args(config, output_dir, save, resumable),
+        args=grpo_args(config, output_dir, save, resumable, keep),
         train_dataset=prompt_dataset(rows, prompt),
         processing_class=tokenizer,
-        callbacks=[MlflowStepLogger(prefix), *callbacks],
+        callbacks=[*callbacks, MlflowStepLogger(prefix)],
+        policy_loss=policy_loss,
     )
-
-
-def checkpoints(run_dir: str | Path, marker: str = "config.json") -> list[tuple[int, Path]]:
-    """``(step, path)`` of every checkpoint under ``run_dir`` holding ``marker`` (written last), by step."""
-    found = []
-    for path in Path(run_dir).glob("checkpoint-*"):
-        match = _CHECKPOINT.search(path.name)
-        if match and (path / marker).is_file():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def run_train(
-    config: TrainConfig, model_dir: str | Path, train_path: str | Path, prompt: ModelConfig, out_dir: str | Path
-) -> list[dict[str, float]]:
-    """The train stage: GRPO on the selected rows, keeping checkpoints; returns the per-step log."""
-    out_dir = Path(out_dir)
-    rows = read_rows(train_path)
-    trainer = build_trainer(model_dir, rows, config, prompt, out_dir, get_reward(config.reward), "train.", save=True)
-    trainer.train()
-    steps = [
-        {"step": entry["step"], **{k: float(v) for k, v in entry.items() if isinstance(v, (int, float))}}
-        for entry in trainer.state.log_history
-        if "reward" in entry
-    ]
-    write_rows(out_dir / "train_log.jsonl", steps)
-    return steps

@@ -25,9 +25,10 @@ import torch
 from transformers import TrainerCallback
 
 from rlvr import tracking
-from rlvr.config import HistoryConfig, InputError, ModelConfig
+from rlvr.checkpoints import fingerprint, resume_point
+from rlvr.config import HistoryConfig, InputError, ModelConfig, to_dict
 from rlvr.data import read_json, read_rows, write_json
-from rlvr.grpo import build_trainer, checkpoints
+from rlvr.grpo import build_trainer
 from rlvr.rewards import get_reward
 from rlvr.select import id_order, validate_history
 
@@ -108,8 +109,7 @@ def grpo_history(config: HistoryConfig, model_dir, pool: list[dict], prompt: Mod
             prompts_per_step,
         )
     recorder = AccuracyRecorder(get_reward(config.reward))
-    complete = checkpoints(work_dir, marker=RECORD_FILE)
-    resume = complete[-1][1] if complete else None
+    resume = resume_point(work_dir, fingerprint(to_dict(config), to_dict(prompt), pool, str(model_dir)), RECORD_FILE)
     if resume is not None:
         logger.info("resuming the history run from %s", resume)
         recorder.load_state(read_json(resume / RECORD_FILE))
@@ -123,6 +123,7 @@ def grpo_history(config: HistoryConfig, model_dir, pool: list[dict], prompt: Mod
         prefix="history.",
         save=config.save_steps > 0,
         resumable=True,
+        keep=2,
         callbacks=[RecordCheckpoint(recorder)],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

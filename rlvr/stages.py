@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlvr import tracking
+from rlvr import launch, tracking
 from rlvr.config import Params, Paths, to_dict
 
 # Library modules are imported inside each stage: a stage process then loads only the stack it needs
@@ -36,9 +36,14 @@ def data(params: Params, paths: Paths, parent_id: str | None = None) -> dict:
 
 
 def history(params: Params, model_dir: str, pool_path: str, out_path: str, parent_id: str | None = None) -> dict:
+    from rlvr.data import read_json
     from rlvr.history import run_history
     from rlvr.registry import excluded_ids
 
+    if params.history.source == "grpo" and launch.needs_launch(params.history):
+        args = ["--model", str(model_dir), "--pool", str(pool_path), "--out", str(out_path)]
+        launch.relaunch(params.history, "pipelines.history", params, args, parent_id)
+        return read_json(out_path)
     with tracking.stage_run("history", params.mlflow, to_dict(params.history), parent_id):
         excluded = excluded_ids(params.paths.data_manifest)
         work_dir = params.paths.history_work
@@ -80,8 +85,13 @@ def select(
 
 
 def train(params: Params, model_dir: str, train_path: str, out_dir: str, parent_id: str | None = None) -> list:
-    from rlvr.grpo import run_train
+    from rlvr.data import read_records
+    from rlvr.train import run_train
 
+    if launch.needs_launch(params.train):
+        args = ["--model", str(model_dir), "--data", str(train_path), "--out", str(out_dir)]
+        launch.relaunch(params.train, "pipelines.train", params, args, parent_id)
+        return read_records(Path(out_dir) / "train_log.jsonl")
     with tracking.stage_run("train", params.mlflow, to_dict(params.train), parent_id):
         steps = run_train(params.train, model_dir, train_path, params.model, out_dir)
         tracking.log_artifact(Path(out_dir) / "train_log.jsonl")

@@ -24,6 +24,7 @@ from rlvr.config import TrackingConfig
 logger = logging.getLogger(__name__)
 
 PIPELINE_KEY_ENV = "RLVR_PIPELINE_KEY"
+PARENT_RUN_ENV = "RLVR_PARENT_RUN_ID"  # set for the processes a stage launches (accelerate launch)
 PIPELINE_KEY_TAG = "rlvr.pipeline_key"
 STAGE_TAG = "rlvr.stage"
 LAST_STAGE = "report"
@@ -98,6 +99,7 @@ def stage_run(
         return
     experiment_id = configure(tracking)
     client = MlflowClient()
+    parent_id = parent_id or os.environ.get(PARENT_RUN_ENV)
     if parent_id is None:
         parent_id = parent_run_id(experiment_id, pipeline_key(), "dvc")
         owns_parent = True

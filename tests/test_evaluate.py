@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from rlvr.checkpoints import MARKER
 from rlvr.config import EvaluateConfig, ModelConfig
 from rlvr.data import read_json, read_records
 from rlvr.evaluate import Benchmark, run_evaluate
@@ -37,6 +38,8 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(
 
     written = (out / "samples" / "step-0" / "test.jsonl").stat().st_mtime_ns
     shutil.copytree(tiny_model, train_dir / "checkpoint-5")  # a new checkpoint appears
+    (train_dir / "checkpoint-5" / MARKER).write_text("{}")  # complete
+    shutil.copytree(tiny_model, train_dir / "checkpoint-10")  # still being written: no marker, not evaluated
     with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
         rows = run_evaluate(config, ModelConfig(), embedded_model, train_dir, suite, out)
     assert "step 0, test: already evaluated, skipping" in caplog.text

@@ -107,7 +107,7 @@ def test_two_processes_record_the_same_history_as_one(tmp_path, tiny_model):
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--cpu",
+        "--multi_gpu",  # torchrun: two processes, joined with gloo by the CPU trainer (--cpu would start one)
         "--num_processes",
         "2",
         "--num_machines",

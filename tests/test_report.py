@@ -1,12 +1,12 @@
 import re
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import PAPER_MD
 
 from rlvr.report import accuracy_table, load_reference, paper_table, post_saturation, reference_for
 from rlvr.runs import RunResult, evals_from_rows, paper_setting
 
-PAPER = SHARED_DATA.parent / "docs" / "PAPER.md"
+PAPER = PAPER_MD
 ORDER = ["math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25", "average"]
 
 

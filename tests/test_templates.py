@@ -1,7 +1,7 @@
 import re
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import PAPER_MD
 
 from rlvr.config import ModelConfig
 from rlvr.data import read_records
@@ -10,7 +10,7 @@ from rlvr.registry import load
 from rlvr.rewards import grade
 from rlvr.templates import QWEN25_MATH_COT, get_template
 
-PAPER = SHARED_DATA.parent / "docs" / "PAPER.md"
+PAPER = PAPER_MD
 
 
 def test_qwen25_math_cot_is_byte_identical_to_the_paper():

@@ -1,0 +1,89 @@
+"""Training checkpoints that count only when complete, and the run directory they resume from.
+
+A checkpoint ``checkpoint-N`` is complete once its marker file exists: the marker is written (atomically)
+after the trainer has saved everything else, so a run killed while saving leaves a directory without marker,
+which is ignored (evaluation) or removed (resume). A run directory remembers the fingerprint of the run that
+wrote it; a rerun with other settings or data starts afresh instead of resuming someone else's checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from rlvr.data import read_json, write_json
+
+logger = logging.getLogger(__name__)
+
+MARKER = "rlvr_checkpoint.json"
+RUN_FILE = "run.json"
+# Files only a resume needs: kept in the newest complete checkpoint, removed from older ones (the model stays).
+RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "global_step*")
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
+
+
+def checkpoints(run_dir: str | Path, marker: str = MARKER) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every checkpoint under ``run_dir`` holding ``marker`` (written last), by step."""
+    found = []
+    for path in Path(run_dir).glob("checkpoint-*"):
+        match = _CHECKPOINT.search(path.name)
+        if match and (path / marker).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-serialisable ``parts`` (settings, rows): equal parts, equal run."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resume_point(run_dir: str | Path, run_fingerprint: str, marker: str = MARKER) -> Path | None:
+    """The newest complete checkpoint of the run ``run_fingerprint`` in ``run_dir``, or None.
+
+    Incomplete checkpoints are removed. A directory written by another run (other fingerprint) is emptied.
+    """
+    run_dir = Path(run_dir)
+    recorded = read_json(run_dir / RUN_FILE).get("fingerprint") if (run_dir / RUN_FILE).is_file() else None
+    if recorded != run_fingerprint and run_dir.exists() and any(run_dir.iterdir()):
+        logger.warning("%s holds another run (settings or data changed): starting afresh", run_dir)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / RUN_FILE, {"fingerprint": run_fingerprint})
+    complete = {path for _, path in checkpoints(run_dir, marker)}
+    for path in run_dir.glob("checkpoint-*"):
+        if path not in complete:
+            logger.warning("removing incomplete checkpoint %s", path)
+            shutil.rmtree(path)
+    found = checkpoints(run_dir, marker)
+    return found[-1][1] if found else None
+
+
+def drop_resume_state(checkpoint: Path) -> None:
+    """Remove what only a resume needs (optimizer, scheduler, RNG states) from ``checkpoint``."""
+    for pattern in RESUME_ONLY:
+        for path in checkpoint.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+class MarkCheckpoint(TrainerCallback):
+    """Writes the marker into each saved checkpoint (the trainer calls ``on_save`` after saving) and keeps
+    the resume state of the newest complete checkpoint only, so every checkpoint's model stays for evaluation."""
+
+    def __init__(self, run_fingerprint: str) -> None:
+        self.run_fingerprint = run_fingerprint
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        write_json(path / MARKER, {"step": state.global_step, "fingerprint": self.run_fingerprint})
+        for _, older in checkpoints(args.output_dir)[:-1]:
+            drop_resume_state(older)

@@ -1,0 +1,88 @@
+"""Rollout metrics the trainers do not log themselves, and samples of the training completions.
+
+Both trainers (GRPO, PPO) grade rollouts through a :class:`RolloutMonitor`'s reward wrapper, so the monitor
+sees every completion this process generated since the last log entry. At each log entry it adds
+``boxed_share``, ``rollout_tokens_per_second`` (this process) and, where the trainer has none,
+``step_time`` and ``reward``; every ``sample_steps`` steps it writes ``samples/step-N.jsonl`` (completion,
+reward, boxed) and logs it to MLflow, to inspect e.g. the late "gibberish" phase of 1-shot training.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from rlvr import tracking
+from rlvr.data import write_rows
+from rlvr.rewards import completion_text, last_boxed
+
+SAMPLES_KEPT = 16  # completions per sample file
+
+
+class RolloutMonitor(TrainerCallback):
+    """Collects graded rollouts (see module docstring); ``observe`` is called once per graded batch."""
+
+    def __init__(self, out_dir: str | Path, sample_steps: int = 0) -> None:
+        self.samples_dir = Path(out_dir) / "samples"
+        self.sample_steps = sample_steps
+        self._rows: list[dict[str, Any]] = []
+        self._tokens = 0
+        self._since = time.perf_counter()
+
+    def observe(self, completions: Sequence[str], rewards: Sequence[float], tokens: int, ids: Sequence = ()) -> None:
+        ids = list(ids) or [None] * len(completions)
+        for example_id, completion, reward in zip(ids, completions, rewards, strict=True):
+            boxed = last_boxed(completion) is not None
+            self._rows.append({"id": example_id, "reward": reward, "boxed": boxed, "completion": completion})
+        self._tokens += tokens
+
+    def wrap(self, reward: Callable[..., list[float]]) -> Callable[..., list[float]]:
+        """``reward`` as a TRL reward function (same name) that also reports to this monitor."""
+
+        def monitored(completions: list, completion_ids: list | None = None, **kwargs: Any) -> list[float]:
+            values = reward(completions, completion_ids=completion_ids, **kwargs)
+            tokens = sum(len(ids) for ids in completion_ids) if completion_ids is not None else 0
+            texts = [completion_text(c) for c in completions]
+            self.observe(texts, [float(v) for v in values], tokens, kwargs.get("id") or ())
+            return values
+
+        monitored.__name__ = getattr(reward, "__name__", type(reward).__name__)
+        return monitored
+
+    def step_metrics(self, logs: dict[str, float]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """The metrics of the rollouts since the last call, and those rollouts; empties the buffer."""
+        elapsed = max(time.perf_counter() - self._since, 1e-9)
+        rows, tokens = self._rows, self._tokens
+        self._rows, self._tokens, self._since = [], 0, time.perf_counter()
+        if not rows:
+            return {}, []
+        extra = {
+            "boxed_share": statistics.fmean(row["boxed"] for row in rows),
+            "rollout_tokens_per_second": tokens / logs.get("step_time", elapsed),
+        }
+        if "step_time" not in logs:
+            extra["step_time"] = elapsed
+        if "reward" not in logs:
+            extra["reward"] = statistics.fmean(row["reward"] for row in rows)
+        return extra, rows
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._since = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        extra, rows = self.step_metrics(logs or {})
+        if not extra:
+            return
+        logs.update(extra)  # seen by the callbacks after this one (the MLflow logger)
+        if state.log_history:
+            state.log_history[-1].update(extra)  # kept in the step log and in checkpoints
+        step = state.global_step
+        if self.sample_steps and step % self.sample_steps == 0 and tracking.is_main_process():
+            path = self.samples_dir / f"step-{step}.jsonl"
+            write_rows(path, [{"step": step, **row} for row in rows[:SAMPLES_KEPT]])
+            tracking.log_artifact(path, "samples")

@@ -1,0 +1,322 @@
+"""The train stage: paper presets, loss ablation switches, label override, monitoring, resume, PPO, launch."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from conftest import PAPER_MD, ROOT, run_module
+from safetensors.torch import load_file
+
+from rlvr.checkpoints import MARKER, checkpoints, resume_point
+from rlvr.config import ConfigError, ModelConfig, TrainConfig, load_params, parse_params
+from rlvr.data import read_records, write_rows
+from rlvr.generator import generate
+from rlvr.grpo import build_trainer, grpo_args
+from rlvr.launch import launch_command, needs_launch
+from rlvr.monitor import RolloutMonitor
+from rlvr.train import apply_label
+
+PRESETS = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
+
+
+def _paper_text() -> str:
+    if not PAPER_MD.is_file():
+        pytest.skip("PAPER.md not found beside the checkout")
+    return PAPER_MD.read_text()
+
+
+def _print_config(preset: str) -> dict:
+    result = run_module(ROOT, "pipelines.train", "--params", f"configs/paper/{preset}.yaml", "--print-config")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_printed_config_of_the_pi1_preset_matches_the_paper():
+    paper = _paper_text()
+    settings = paper[paper.index("## Training (GRPO) settings") :]
+    number = r"([\d.,e-]+)"
+
+    def find(pattern: str) -> float:
+        return float(re.search(pattern, settings).group(1).replace(",", ""))
+
+    printed = _print_config("qwen25_math_1.5b_pi1")
+    trainer = printed["trainer"]
+    assert printed["model"] == "Qwen/Qwen2.5-Math-1.5B" and printed["template"] == "qwen25-math-cot"
+    assert printed["algorithm"] == "grpo" and printed["reward"] == "accuracy" and printed["policy_loss"]
+    assert trainer["learning_rate"] == find(rf"lr {number}")
+    assert trainer["weight_decay"] == find(rf"weight decay {number}")
+    assert printed["batch"]["prompts_per_step"] == find(rf"batch {number} prompts")
+    assert printed["batch"]["rollouts_per_prompt"] == trainer["num_generations"] == find(rf"x {number} rollouts")
+    # mini-batch = batch: one optimizer step per generated batch
+    assert trainer["steps_per_generation"] in (None, trainer["gradient_accumulation_steps"])
+    assert find(rf"mini-batch {number}") == printed["batch"]["prompts_per_step"]
+    assert trainer["temperature"] == find(rf"rollout temperature {number}")
+    assert trainer["beta"] == find(rf"KL loss beta {number}")
+    assert trainer["entropy_coef"] == find(rf"entropy bonus coefficient {number}")
+    assert "token-level loss mean" in settings and trainer["loss_type"] == "dapo"
+    assert trainer["max_completion_length"] == find(rf"response {number} tokens")
+    assert trainer["max_steps"] == find(rf"{number} steps \(1.5B\)")
+    assert trainer["save_steps"] == find(rf"checkpoint every {number} steps")
+    assert trainer["use_vllm"] and trainer["vllm_mode"] == "colocate"
+    assert printed["launch"][-4:] == ["-m", "pipelines.train", "--params", "PARAMS"]
+
+
+def test_every_paper_preset_builds_its_trainer_config():
+    for preset in PRESETS:
+        params = load_params(preset)
+        assert params.train.max_steps >= 1000, preset.name
+    ppo = _print_config("ppo_qwen25_math_1.5b_pi1")
+    assert ppo["algorithm"] == "ppo" and ppo["trainer"]["kl_coef"] == 0.001 and ppo["trainer"]["kl_estimator"] == "k3"
+    assert ppo["batch"]["prompts_per_step"] == 128 and ppo["trainer"]["response_length"] == 3072
+    r1 = load_params(ROOT / "configs" / "paper" / "r1_distill_qwen_1.5b_pi1.yaml")
+    assert r1.model.template == "r1-distill" and r1.train.max_completion_length == 8192 and r1.train.max_steps == 1200
+
+
+def test_accelerate_configs_are_valid_accelerate_files():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    for path in sorted((ROOT / "configs" / "accelerate").glob("*.yaml")):
+        config = ClusterConfig.from_yaml_file(path)
+        assert config.num_machines == 1 and config.mixed_precision == "bf16", path.name
+
+
+def test_ppo_refuses_what_trl_ppo_cannot_do():
+    with pytest.raises(ConfigError, match="train.entropy_coef must be 0"):
+        TrainConfig(algorithm="ppo", num_generations=1, per_device_train_batch_size=2, entropy_coef=0.001)
+    with pytest.raises(ConfigError, match="train.num_generations must be 1"):
+        TrainConfig(algorithm="ppo")
+    with pytest.raises(ConfigError, match="unknown PPOConfig field in trl: 'epsilon'"):
+        TrainConfig(algorithm="ppo", num_generations=1, trl={"epsilon": 0.2})
+    with pytest.raises(ConfigError, match="train.algorithm must be one of grpo, ppo"):
+        TrainConfig(algorithm="dpo")
+
+
+def test_grpo_args_carry_each_switch():
+    config = TrainConfig(beta=0.001, entropy_coef=0.002, weight_decay=0.0, temperature=0.6, use_vllm=True)
+    args = grpo_args(config, "out", save=True, resumable=True)
+    assert (args.beta, args.entropy_coef, args.weight_decay, args.temperature) == (0.001, 0.002, 0.0, 0.6)
+    assert args.use_vllm and args.vllm_mode == "colocate" and not args.save_only_model
+    assert grpo_args(TrainConfig(), "out", save=True).entropy_coef == 0.0
+
+
+def test_label_override_replaces_the_answer_and_keeps_the_gold():
+    rows = [{"id": "7", "problem": "p", "answer": "12.8"}, {"id": "9", "problem": "q", "answer": "4/3"}]
+    assert apply_label(rows, None) is rows
+    assert [r["answer"] for r in apply_label(rows, "12.7")] == ["12.7", "12.7"]
+    changed = apply_label(rows, {7: "12.7"})
+    assert [(r["answer"], r["gold_answer"]) for r in changed] == [("12.7", "12.8"), ("4/3", "4/3")]
+    with pytest.raises(ValueError, match=r"train.label: ids \['8'\] are not in the training rows"):
+        apply_label(rows, {"8": "1"})
+
+
+def test_monitor_adds_boxed_share_and_writes_samples(tmp_path):
+    monitor = RolloutMonitor(tmp_path, sample_steps=2)
+    reward = monitor.wrap(lambda completions, **kw: [1.0, 0.0])
+    assert reward(["\\boxed{1}", "no box"], completion_ids=[[1, 2, 3], [4]], id=["a", "a"]) == [1.0, 0.0]
+    logs = {"step_time": 2.0}
+    state = SimpleNamespace(global_step=2, log_history=[dict(logs)])
+    monitor.on_log(None, state, None, logs=logs)
+    assert logs["boxed_share"] == 0.5 and logs["rollout_tokens_per_second"] == 2.0 and logs["reward"] == 0.5
+    assert state.log_history[-1]["boxed_share"] == 0.5
+    samples = read_records(tmp_path / "samples" / "step-2.jsonl")
+    assert [(s["id"], s["reward"], s["boxed"]) for s in samples] == [("a", 1.0, True), ("a", 0.0, False)]
+    logs = {}
+    monitor.on_log(None, SimpleNamespace(global_step=3, log_history=[]), None, logs=logs)
+    assert logs == {}  # nothing graded since the last entry
+
+
+def test_incomplete_and_foreign_checkpoints_are_not_resumed(tmp_path):
+    run = tmp_path / "train"
+    assert resume_point(run, "a") is None
+    for step in (2, 4):
+        (run / f"checkpoint-{step}").mkdir()
+        (run / f"checkpoint-{step}" / "model.safetensors").write_text("x")
+    (run / "checkpoint-2" / MARKER).write_text("{}")  # checkpoint-4: killed while saving
+    assert resume_point(run, "a") == run / "checkpoint-2"
+    assert not (run / "checkpoint-4").exists() and [s for s, _ in checkpoints(run)] == [2]
+    assert resume_point(run, "b") is None and not (run / "checkpoint-2").exists()  # settings changed
+
+
+def test_launch_is_asked_for_by_num_processes(monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert not needs_launch(TrainConfig())
+    config = TrainConfig(num_processes=2, accelerate_config=str(ROOT / "configs" / "accelerate" / "zero2.yaml"))
+    assert needs_launch(config)
+    command = launch_command(config, "pipelines.train", ["--params", "p.yaml"])
+    assert command[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "2"]
+    assert command[5:7] == ["--config_file", config.accelerate_config]
+    assert command[-4:] == ["-m", "pipelines.train", "--params", "p.yaml"]
+    monkeypatch.setenv("LOCAL_RANK", "0")  # already a launched process
+    assert not needs_launch(config)
+
+
+# --- training runs on the embedded model cut to 2 layers ----------------------------------------------------
+
+
+def _rows(n: int = 1) -> list[dict]:
+    pool, _ = generate(max(n, 2), 0, seed=0)
+    return [pool[i % n] for i in range(4)]
+
+
+def _one_step(model_dir, tmp_path, **switches) -> tuple[dict, dict, object]:
+    """Weights before and after one GRPO step with ``switches``, and the trainer."""
+    from rlvr.rewards import get_reward
+
+    values = dict(learning_rate=1e-2, weight_decay=0.0, num_generations=4, per_device_train_batch_size=4)
+    values.update(max_completion_length=8, max_steps=1, save_steps=1, temperature=1.0)
+    config = TrainConfig(reward="epoch_rewards:text_reward", **{**values, **switches})
+    policy_loss = switches.get("policy_loss", True)
+    trainer = build_trainer(
+        model_dir, _rows(), config, ModelConfig(), tmp_path, get_reward(config.reward), "", save=False,
+        policy_loss=policy_loss,
+    )  # fmt: skip
+    before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    trainer.train()
+    after = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    return before, after, trainer
+
+
+WEIGHT = "model.layers.0.mlp.up_proj.weight"
+
+
+def _changed(before: dict, after: dict) -> bool:
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.integration
+def test_loss_ablation_switches_change_what_they_should(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    torch.manual_seed(0)
+    # everything off: no term gives a gradient, weights unchanged
+    before, after, trainer = _one_step(tiny_model, tmp_path / "off", policy_loss=False, beta=0.0, entropy_coef=0.0)
+    assert not _changed(before, after) and trainer.ref_model is None
+    rewards = [e["reward_std"] for e in trainer.state.log_history if "reward_std" in e]
+    assert rewards and rewards[0] > 0  # the rollouts had different rewards: only the switch kept them from training
+    # entropy loss only (policy gradient off): trains
+    before, after, _ = _one_step(tiny_model, tmp_path / "entropy", policy_loss=False, entropy_coef=0.1)
+    assert _changed(before, after)
+    # policy gradient only: trains
+    before, after, _ = _one_step(tiny_model, tmp_path / "pg", policy_loss=True)
+    assert _changed(before, after)
+    # weight decay only: every decayed matrix shrinks by (1 - lr * wd), exactly AdamW's decoupled decay
+    before, after, _ = _one_step(tiny_model, tmp_path / "wd", policy_loss=False, weight_decay=0.5)
+    assert torch.allclose(after[WEIGHT], before[WEIGHT] * (1 - 1e-2 * 0.5), atol=1e-7)
+    # KL on: a reference model and a logged KL
+    _, _, trainer = _one_step(tiny_model, tmp_path / "kl", policy_loss=False, beta=0.5)
+    assert trainer.ref_model is not None and any("kl" in e for e in trainer.state.log_history)
+
+
+def _train_params(tmp_path, **train) -> None:
+    params = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    params["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    values = dict(reward="epoch_rewards:text_reward", num_generations=2, per_device_train_batch_size=4)
+    values.update(max_completion_length=6, max_steps=6, save_steps=2, sample_steps=3, learning_rate=1e-3)
+    params["train"].update({**values, **train})
+    parse_params(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_rows(tmp_path / "train.jsonl", _rows(2))
+
+
+def _run_train(tmp_path, model, out: str, env=None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipelines.train", "--params", "params.yaml", "--model", str(model)]
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **(env or {})}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [*command, "--data", "train.jsonl", "--out", out],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment,
+    )
+
+
+@pytest.mark.integration
+def test_killed_training_resumes_from_its_last_complete_checkpoint(tiny_model, tmp_path):
+    _train_params(tmp_path)
+    whole = _run_train(tmp_path, tiny_model, "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    # 2 prompts x 2 rollouts per step, one reward call per step: killed in step 5, checkpoint-4 complete
+    killed = _run_train(tmp_path, tiny_model, "resumed", {"RLVR_TEST_CRASH_AT_CALL": "5"})
+    assert killed.returncode == 3
+    assert [step for step, _ in checkpoints(tmp_path / "resumed")] == [2, 4]
+    (tmp_path / "resumed" / "checkpoint-6").mkdir()  # as if killed while writing step 6
+    resumed = _run_train(tmp_path, tiny_model, "resumed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the train run from" in resumed.stderr and "checkpoint-4" in resumed.stderr
+    for run in ("whole", "resumed"):
+        assert [step for step, _ in checkpoints(tmp_path / run)] == [2, 4, 6]
+        assert [int(e["step"]) for e in read_records(tmp_path / run / "train_log.jsonl")] == [1, 2, 3, 4, 5, 6]
+        assert not (tmp_path / run / "checkpoint-4" / "optimizer.pt").exists()  # only the newest keeps it
+        assert (tmp_path / run / "checkpoint-6" / "optimizer.pt").exists()
+        assert (tmp_path / run / "samples" / "step-6.jsonl").exists()
+    whole_log, resumed_log = (read_records(tmp_path / run / "train_log.jsonl") for run in ("whole", "resumed"))
+    assert [e["reward"] for e in whole_log] == [e["reward"] for e in resumed_log]
+    final = [load_file(tmp_path / run / "checkpoint-6" / "model.safetensors") for run in ("whole", "resumed")]
+    assert all(torch.allclose(final[0][k], final[1][k], atol=1e-6) for k in final[0])
+
+
+@pytest.mark.integration
+def test_ppo_trains_on_cpu(tiny_model, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    _train_params(tmp_path, algorithm="ppo", num_generations=1, per_device_train_batch_size=2, max_steps=2)
+    result = _run_train(tmp_path, tiny_model, "ppo")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = read_records(tmp_path / "ppo" / "train_log.jsonl")
+    assert [int(e["step"]) for e in log] == [1, 2]
+    assert all(
+        {"reward", "objective/kl", "policy/clipfrac_avg", "loss/value_avg", "boxed_share"} <= set(e) for e in log
+    )
+    assert [step for step, _ in checkpoints(tmp_path / "ppo")] == [2]
+    policy = AutoModelForCausalLM.from_pretrained(tmp_path / "ppo" / "checkpoint-2")  # the policy, for evaluation
+    initial = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert not torch.equal(policy.model.layers[0].mlp.up_proj.weight, initial.model.layers[0].mlp.up_proj.weight)
+
+
+def test_ppo_reward_model_grades_the_response(tiny_model):
+    from trl.experimental.utils import get_reward
+
+    from rlvr.grpo import load_policy
+    from rlvr.ppo import VerifiableRewardModel
+    from rlvr.rewards import accuracy_reward
+    from rlvr.templates import get_template
+
+    _, tokenizer = load_policy(tiny_model)
+    rows = [{"id": "1", "problem": "2+3?", "answer": "5"}, {"id": "2", "problem": "2+2?", "answer": "4"}]
+    prompts = [
+        tokenizer(get_template("chat").render(r["problem"], ModelConfig(), tokenizer))["input_ids"] for r in rows
+    ]
+    model = VerifiableRewardModel(accuracy_reward, tokenizer, rows, prompts)
+    pad = tokenizer.pad_token_id
+    responses = [tokenizer(" so \\boxed{5}")["input_ids"], tokenizer(" \\boxed{5}")["input_ids"]]
+    width = max(map(len, prompts))
+    sequences = [[pad] * (width - len(p)) + p + r for p, r in zip(prompts, responses, strict=True)]
+    length = max(map(len, sequences))
+    batch = torch.tensor([s + [pad] * (length - len(s)) for s in sequences])
+    _, scores, _ = get_reward(model, batch, pad, width)
+    assert scores.tolist() == [1.0, 0.0]  # 5 is right for 2+3, wrong for 2+2
+
+
+@pytest.mark.integration
+def test_two_processes_are_launched_from_the_stage_and_track_once(tiny_model, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    _train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=2)
+    result = _run_train(tmp_path, tiny_model, "launched")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [int(e["step"]) for e in read_records(tmp_path / "launched" / "train_log.jsonl")] == [1, 2]
+    assert [step for step, _ in checkpoints(tmp_path / "launched")] == [2]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(
+        yaml.safe_load((tmp_path / "params.yaml").read_text())["mlflow"]["experiment"]
+    )
+    runs = client.search_runs([experiment.experiment_id], "tags.`rlvr.stage` = 'train'")
+    assert len(runs) == 1 and runs[0].data.params["num_processes"] == "2"  # rank 0 only
+    assert len(client.get_metric_history(runs[0].info.run_id, "train.reward")) == 2

@@ -139,6 +139,11 @@ class RLConfig:
     accelerate_config: str | None = None
     trl: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def completions_per_step(self) -> int:
+        """Completions per optimizer step over all ``num_processes`` (prompts x rollouts for GRPO)."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_processes
+
     def trainer_config_class(self) -> type:
         from trl import GRPOConfig
 

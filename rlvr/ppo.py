@@ -60,7 +60,6 @@ class VerifiableRewardModel(nn.Module):
 def ppo_args(config: TrainConfig, output_dir: str | Path) -> PPOConfig:
     """TRL's ``PPOConfig`` for ``config``: ``beta`` is the KL coefficient (k3 estimator, as the paper's KL loss),
     ``max_completion_length`` the response length, ``max_steps`` PPO batches; ``config.trl`` passed through last."""
-    batch = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.num_processes
     values: dict[str, Any] = {
         "output_dir": str(output_dir),
         "learning_rate": config.learning_rate,
@@ -71,7 +70,7 @@ def ppo_args(config: TrainConfig, output_dir: str | Path) -> PPOConfig:
         "response_length": config.max_completion_length,
         "per_device_train_batch_size": config.per_device_train_batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "total_episodes": config.max_steps * batch,
+        "total_episodes": config.max_steps * config.completions_per_step,
         "stop_token": "eos",
         "num_sample_generations": 0,
         "lr_scheduler_type": config.lr_scheduler_type,

@@ -49,7 +49,7 @@ def effective_config(params: Params) -> dict[str, Any]:
     from rlvr.launch import launch_command
 
     config = params.train
-    completions = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.num_processes
+    completions = config.completions_per_step
     args = trainer_args(config, params.paths.train_dir)
     launch = launch_command(config, "pipelines.train", ["--params", "PARAMS"]) if config.num_processes > 1 else None
     return {

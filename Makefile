@@ -6,6 +6,8 @@ export HF_HUB_OFFLINE ?= 1
 # no usage reporting from DVC or Prefect: runs stay local and offline machines do not wait on it
 export DVC_NO_ANALYTICS ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# the temporary Prefect server creates its database on first start: slow on small machines
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
 .PHONY: setup run flow test test-all browser bench lint mlflow-ui clean
 
@@ -26,7 +28,7 @@ run: setup
 	@echo "report: outputs/report/report.html (also report.md and the PNGs beside it)"
 
 flow: setup
-	$(BIN)/python flows/experiment.py --params params.yaml
+	$(BIN)/python -m flows.experiment --params params.yaml
 
 test: setup browser
 	$(BIN)/python -m pytest

@@ -1,62 +1,134 @@
-"""The experiment flow: one model x one example set, the same stages, params and outputs as ``dvc repro``.
+"""The experiment flow (one model x one example set): the same stages, params and outputs as ``dvc repro``.
 
-python flows/experiment.py --params params.yaml
+    python -m flows.experiment --params params.yaml
+
+Each stage is a cached task (``tasks.stages``): a rerun with unchanged inputs skips it. Checkpoint evaluation
+fans out, one task per model, on the task runner ``fan_out`` names (threads, or a Dask cluster).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
+from typing import Literal
 
-from mlflow.tracking import MlflowClient
-from prefect import flow
+from prefect import flow, unmapped
 from prefect.runtime import flow_run
+from pydantic import BaseModel
 
+from flows.runners import make_task_runner
 from rlvr import tracking
-from rlvr.config import ConfigError, InputError, load_params
+from rlvr.checkpoints import is_finished
+from rlvr.config import ConfigError, InputError, Params, load_params, parse_params, to_dict
+from rlvr.evaluate import models_to_evaluate
 from tasks.stages import (
+    cached,
+    evaluate_checkpoint,
     evaluate_checkpoints,
     make_data,
     prepare_model,
     record_history,
     select_examples,
     train_policy,
+    training_state,
     write_report,
 )
 
+BEFORE_EVALUATION = (prepare_model, make_data, record_history, select_examples, train_policy)
+
+
+class FanOut(BaseModel):
+    """Where checkpoint evaluation runs: ``threads`` here, or ``dask`` (a scheduler ``dask_address``, or a
+    local cluster of ``workers`` processes)."""
+
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None
+    workers: int | None = None
+
+
+@flow(name="evaluate-models", validate_parameters=False)
+def evaluate_models(params: dict, models: list[list]) -> list[int]:
+    """Evaluate each ``[step, model_dir]`` of ``models`` as its own task, on this flow's task runner."""
+    futures = evaluate_checkpoint.map(unmapped(parse_params(params)), [m[0] for m in models], [m[1] for m in models])
+    return [future.result() for future in futures]
+
+
+def evaluation_round(params: Params, parent_id: str, fan_out: FanOut) -> str:
+    """Evaluate the base model and every complete checkpoint not yet evaluated, then the evaluate stage
+    collects them (by-step table, MLflow metrics, best checkpoint registered); returns the eval folder."""
+    models = [[step, str(path)] for step, path in models_to_evaluate(params.paths.model_dir, params.paths.train_dir)]
+    runner = make_task_runner(fan_out.task_runner, fan_out.dask_address, fan_out.workers)
+    evaluate_models.with_options(task_runner=runner)(to_dict(params), models)
+    return cached(evaluate_checkpoints, params)(params, parent_id)
+
+
+def run_stages(params: Params, parent_id: str, fan_out: FanOut) -> str:
+    """Every stage in order, each skipped when its cache key is unchanged; returns the report's path."""
+    for stage_task in BEFORE_EVALUATION:
+        cached(stage_task, params)(params, parent_id)
+    evaluation_round(params, parent_id, fan_out)
+    return cached(write_report, params)(params, parent_id)
+
 
 @flow(name="one-shot-rlvr", flow_run_name="one-shot-rlvr-{params_path}")
-def one_shot_rlvr(params_path: str = "params.yaml") -> str:
-    """Run every stage in order under one MLflow parent run; returns the report's path."""
-    params = load_params(params_path)
-    experiment_id = tracking.configure(params.mlflow)
-    parent_id = tracking.parent_run_id(experiment_id, f"prefect-{flow_run.id}", "prefect")
-    client = MlflowClient()
-    try:
-        model_dir = prepare_model(params, parent_id)
-        make_data(params, parent_id)
-        history_path = record_history(params, model_dir, params.paths.pool, parent_id)
-        selection_path = select_examples(params, history_path, params.paths.pool, parent_id)
-        train_dir = train_policy(params, model_dir, selection_path, parent_id)
-        eval_dir = evaluate_checkpoints(params, model_dir, train_dir, params.paths.test, parent_id)
-        report = write_report(params, train_dir, eval_dir, selection_path, parent_id)
-    except BaseException:
-        client.set_terminated(parent_id, "FAILED")
-        raise
-    client.set_terminated(parent_id, "FINISHED")
-    return report
+def one_shot_rlvr(
+    params_path: str = "params.yaml", overrides: dict | None = None, fan_out: FanOut | None = None
+) -> str:
+    """Run every stage under one MLflow parent run; ``overrides`` (nested params sections) are merged into the
+    params file. Returns the report's path."""
+    params = load_params(params_path, overrides)
+    with tracking.parent_run(params.mlflow, f"prefect-{flow_run.id}", "prefect") as parent_id:
+        return run_stages(params, parent_id, fan_out or FanOut())
+
+
+@flow(name="evaluate-new-checkpoints", flow_run_name="evaluate-new-checkpoints-{params_path}")
+def evaluate_new_checkpoints(
+    params_path: str = "params.yaml",
+    overrides: dict | None = None,
+    watch: bool = True,
+    poll_seconds: float = 60.0,
+    timeout_minutes: float = 24 * 60,
+    fan_out: FanOut | None = None,
+) -> str:
+    """Evaluate the checkpoints of a training that may still be running (started by ``dvc repro``, the
+    experiment flow or a deployment), each as soon as it is complete; with ``watch``, until the training ends.
+
+    The model and data stages must have run (their outputs are read, not remade). Returns the eval folder.
+    """
+    params = load_params(params_path, overrides)
+    needed = [params.paths.model_dir, params.paths.test]
+    if missing := [path for path in needed if not Path(path).exists()]:
+        raise InputError(f"{missing[0]} not found: run the model and data stages first")
+    deadline = time.monotonic() + timeout_minutes * 60
+    seen = None
+    with tracking.parent_run(params.mlflow, f"prefect-{flow_run.id}", "prefect-watch", pipeline=False) as parent_id:
+        while True:
+            finished = is_finished(params.paths.train_dir)  # read first: the checkpoints seen after it are all
+            if (state := training_state(params.paths.train_dir)) != seen:
+                evaluation_round(params, parent_id, fan_out or FanOut())
+                seen = state
+            if finished or not watch:
+                return params.paths.eval_dir
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{params.paths.train_dir}: training not finished after {timeout_minutes} minutes")
+            time.sleep(poll_seconds)
 
 
 def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--params", default="params.yaml", help="params YAML file (default: %(default)s)")
+    cli.add_argument("--task-runner", choices=("threads", "dask"), default="threads", help="checkpoint evaluation")
+    cli.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
     args = cli.parse_args()
     try:
         load_params(args.params)  # fail fast, in one line, before the flow starts
     except (ConfigError, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print("report written to", one_shot_rlvr(args.params))
+    fan_out = FanOut(task_runner=args.task_runner, dask_address=args.dask_address)
+    print("report written to", one_shot_rlvr(args.params, fan_out=fan_out))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,10 @@ wrote it; a rerun with other settings or data starts afresh instead of resuming 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from transformers import TrainerCallback
 
@@ -39,12 +36,6 @@ def checkpoints(run_dir: str | Path, marker: str = MARKER) -> list[tuple[int, Pa
     return sorted(found)
 
 
-def fingerprint(*parts: Any) -> str:
-    """A short hash of JSON-serialisable ``parts`` (settings, rows): equal parts, equal run."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def resume_point(run_dir: str | Path, run_fingerprint: str, marker: str = MARKER) -> Path | None:
     """The newest complete checkpoint of the run ``run_fingerprint`` in ``run_dir``, or None.
 
@@ -64,6 +55,18 @@ def resume_point(run_dir: str | Path, run_fingerprint: str, marker: str = MARKER
             shutil.rmtree(path)
     found = checkpoints(run_dir, marker)
     return found[-1][1] if found else None
+
+
+def mark_finished(run_dir: str | Path) -> None:
+    """Record in the run file that the run in ``run_dir`` has ended (a watcher stops waiting for checkpoints)."""
+    run_file = Path(run_dir) / RUN_FILE
+    write_json(run_file, read_json(run_file) | {"finished": True})
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True once the run writing ``run_dir`` has ended (see :func:`mark_finished`)."""
+    run_file = Path(run_dir) / RUN_FILE
+    return run_file.is_file() and bool(read_json(run_file).get("finished"))
 
 
 def drop_resume_state(checkpoint: Path) -> None:

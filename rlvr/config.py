@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class TrackingConfig:
 
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "one-shot-rlvr"
+    register_best: bool = True  # register each run's best checkpoint in the MLflow model registry
+    registered_model: str | None = None  # its registered model's name; null: the experiment's name
 
 
 @dataclass
@@ -350,8 +353,20 @@ def parse_params(values: dict[str, Any]) -> Params:
     return _build(Params, values, "")
 
 
-def load_params(path: str | Path) -> Params:
-    """Read and validate a params YAML file."""
+def merge(base: dict, override: dict, replace: tuple[str, ...] = ()) -> dict:
+    """``base`` with ``override`` merged in, mappings recursively except those under a key in ``replace``,
+    which ``override`` replaces whole (neither argument is changed)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in replace:
+            merged[key] = merge(merged[key], value, replace)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate a params YAML file, with ``overrides`` (nested sections) merged in first."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"params file not found: {path}")
@@ -360,7 +375,7 @@ def load_params(path: str | Path) -> Params:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from error
     try:
-        return parse_params(values)
+        return parse_params(merge(values, overrides or {}))
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
 

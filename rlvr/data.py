@@ -39,6 +39,12 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-serialisable ``parts`` (settings, rows): equal parts, equal run."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def write_json(path: str | Path, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
 

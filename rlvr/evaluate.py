@@ -137,6 +137,62 @@ def step_row(step: int, results: dict[str, dict]) -> dict:
     return row
 
 
+def load_benchmarks(benchmarks: list[Benchmark], config: EvaluateConfig) -> dict[str, list[dict]]:
+    """The rows of each benchmark (the first ``config.limit``); an empty one is an error naming its file."""
+    data = {}
+    for bench in benchmarks:
+        data[bench.name] = read_rows(bench.path)[: config.limit]
+        if not data[bench.name]:
+            raise InputError(f"benchmark {bench.name} is empty: {bench.path}")
+    return data
+
+
+def models_to_evaluate(base_model_dir: str | Path, train_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, directory)`` of the base model (step 0) and of every complete checkpoint."""
+    return [(0, Path(base_model_dir)), *checkpoints(train_dir)]
+
+
+def evaluate_model(
+    config: EvaluateConfig,
+    model: ModelConfig,
+    step: int,
+    model_dir: str | Path,
+    benchmarks: list[Benchmark],
+    out_dir: str | Path,
+    data: dict[str, list[dict]] | None = None,
+) -> dict[str, dict]:
+    """Metrics of one model (the base as step 0, or a checkpoint) per benchmark, written under ``out_dir``.
+
+    A benchmark already evaluated with the same fingerprint is read back instead of generated again.
+    """
+    out_dir, model_dir = Path(out_dir), Path(model_dir)
+    template = get_template(model.template)
+    data = data or load_benchmarks(benchmarks, config)
+    backend, results = None, {}
+    for bench in benchmarks:
+        rows, protocol = data[bench.name], protocol_for(bench.dataset, config.protocols)
+        metrics_path = out_dir / "steps" / f"step-{step}" / f"{bench.name}.json"
+        key = fingerprint(model_dir, rows, model, protocol, config)
+        previous = read_json(metrics_path) if metrics_path.is_file() else {}
+        if previous.get("fingerprint") == key:
+            logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
+            results[bench.name] = previous
+            continue
+        logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), protocol.num_samples)
+        backend = backend or make_backend(config.backend, model_dir, config)
+        prompts = [template.render(r["problem"], model, backend.tokenizer) for r in rows]
+        completions = backend.generate(prompts, protocol, config.max_new_tokens, config.seed)
+        samples = sample_records(rows, prompts, completions, bench.dataset, template, backend.tokenizer)
+        metrics = {"step": step, "benchmark": bench.name, "dataset": bench.dataset, "protocol": asdict(protocol)}
+        metrics |= benchmark_metrics(samples) | {"fingerprint": key}
+        write_rows(out_dir / "samples" / f"step-{step}" / f"{bench.name}.jsonl", samples)
+        write_json(metrics_path, metrics)  # last: its fingerprint marks the pair as done
+        results[bench.name] = metrics
+    if hasattr(backend, "close"):
+        backend.close()
+    return results
+
+
 def run_evaluate(
     config: EvaluateConfig,
     model: ModelConfig,
@@ -148,40 +204,13 @@ def run_evaluate(
 ) -> list[dict]:
     """The evaluate stage (see module docstring); ``on_result(step, flat_metrics)`` is called per step."""
     out_dir = Path(out_dir)
-    template = get_template(model.template)
-    data = {}
-    for bench in benchmarks:
-        data[bench.name] = read_rows(bench.path)[: config.limit]
-        if not data[bench.name]:
-            raise InputError(f"benchmark {bench.name} is empty: {bench.path}")
-    protocols = {bench.name: protocol_for(bench.dataset, config.protocols) for bench in benchmarks}
-    models = [(0, Path(base_model_dir)), *checkpoints(train_dir)]
+    data = load_benchmarks(benchmarks, config)
+    models = models_to_evaluate(base_model_dir, train_dir)
     if len(models) == 1:
         logger.warning("no checkpoint under %s: evaluating the base model only", train_dir)
     rows_by_step = []
     for step, model_dir in tqdm(models, desc="evaluate checkpoints", unit="model"):
-        backend, results = None, {}
-        for bench in benchmarks:
-            rows, protocol = data[bench.name], protocols[bench.name]
-            metrics_path = out_dir / "steps" / f"step-{step}" / f"{bench.name}.json"
-            key = fingerprint(model_dir, rows, model, protocol, config)
-            previous = read_json(metrics_path) if metrics_path.is_file() else {}
-            if previous.get("fingerprint") == key:
-                logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
-                results[bench.name] = previous
-                continue
-            logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), protocol.num_samples)
-            backend = backend or make_backend(config.backend, model_dir, config)
-            prompts = [template.render(r["problem"], model, backend.tokenizer) for r in rows]
-            completions = backend.generate(prompts, protocol, config.max_new_tokens, config.seed)
-            samples = sample_records(rows, prompts, completions, bench.dataset, template, backend.tokenizer)
-            metrics = {"step": step, "benchmark": bench.name, "dataset": bench.dataset, "protocol": asdict(protocol)}
-            metrics |= benchmark_metrics(samples) | {"fingerprint": key}
-            write_rows(out_dir / "samples" / f"step-{step}" / f"{bench.name}.jsonl", samples)
-            write_json(metrics_path, metrics)  # last: its fingerprint marks the pair as done
-            results[bench.name] = metrics
-        if hasattr(backend, "close"):
-            backend.close()
+        results = evaluate_model(config, model, step, model_dir, benchmarks, out_dir, data)
         row = step_row(step, results)
         if on_result is not None:
             flat = {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()}

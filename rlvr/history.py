@@ -25,9 +25,9 @@ import torch
 from transformers import TrainerCallback
 
 from rlvr import tracking
-from rlvr.checkpoints import fingerprint, resume_point
+from rlvr.checkpoints import resume_point
 from rlvr.config import HistoryConfig, InputError, ModelConfig, to_dict
-from rlvr.data import read_json, read_rows, write_json
+from rlvr.data import fingerprint, read_json, read_rows, write_json
 from rlvr.grpo import build_trainer
 from rlvr.rewards import get_reward
 from rlvr.select import id_order, validate_history

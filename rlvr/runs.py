@@ -82,19 +82,24 @@ def evals_from_rows(rows: list[dict], test_dataset: str) -> dict[int, dict[str, 
     return evals
 
 
-def from_outputs(params: Params, train_dir: str | Path, eval_dir: str | Path, selection_path: str | Path) -> RunResult:
-    """The run of this pipeline, from its output files."""
+def from_outputs(
+    params: Params, train_dir: str | Path, eval_dir: str | Path, selection_path: str | Path, name: str | None = None
+) -> RunResult:
+    """The run of this pipeline, from its output files; a training still running is marked partial."""
     selection = read_rows(selection_path)
     examples = ",".join(dict.fromkeys(row["id"] for row in selection))
-    train_log = read_records(Path(train_dir) / "train_log.jsonl")
+    log_path = Path(train_dir) / "train_log.jsonl"
+    train_log = read_records(log_path) if log_path.is_file() else []
     return RunResult(
-        name=f"{Path(params.model.source).name} · {examples}",
+        name=name or f"{Path(params.model.source).name} · {examples}",
         model=params.model.source,
         examples=examples,
         reward=params.train.reward,
+        algorithm=params.train.algorithm,
         setting=paper_setting(params.data.pool, params.select.method, params.select.ranks, params.train.reward),
         train_accuracy={int(e["step"]): float(e["reward"]) for e in train_log},
         evals=evals_from_rows(read_json(Path(eval_dir) / "by_step.json"), params.data.test),
+        partial=None if log_path.is_file() else f"training in {train_dir} has not finished",
     )
 
 

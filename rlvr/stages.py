@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlvr import launch, tracking
+from rlvr import launch, lineage, tracking
 from rlvr.config import Params, Paths, to_dict
 
 # Library modules are imported inside each stage: a stage process then loads only the stack it needs
@@ -17,21 +17,28 @@ from rlvr.config import Params, Paths, to_dict
 STAGES = ("model", "data", "history", "select", "train", "evaluate", "report")
 
 
+def _stage_run(stage: str, params: Params, config, parent_id: str | None):
+    """The stage's MLflow run, with its config logged and its lineage tagged (``rlvr.lineage``)."""
+    return tracking.stage_run(stage, params.mlflow, to_dict(config), parent_id, lineage.run_tags(stage, params))
+
+
 def model(params: Params, out_dir: str, parent_id: str | None = None) -> Path:
     from rlvr.model import prepare_model
 
-    with tracking.stage_run("model", params.mlflow, to_dict(params.model), parent_id):
+    with _stage_run("model", params, params.model, parent_id):
         return prepare_model(params.model.source, out_dir)
 
 
 def data(params: Params, paths: Paths, parent_id: str | None = None) -> dict:
     from rlvr.registry import run_data
 
-    with tracking.stage_run("data", params.mlflow, to_dict(params.data), parent_id):
+    with _stage_run("data", params, params.data, parent_id):
         manifest = run_data(params.data, paths.pool, paths.test, paths.benchmarks_dir, paths.data_manifest)
         for key, entry in manifest.items():
             tracking.log_metrics({f"{key}.rows": entry["rows"], f"{key}.missing_answer": entry["missing_answer"]})
         tracking.log_artifact(paths.data_manifest)
+        for key, value in lineage.dataset_tags(paths.data_manifest).items():
+            tracking.set_tag(key, value)
         return manifest
 
 
@@ -44,7 +51,7 @@ def history(params: Params, model_dir: str, pool_path: str, out_path: str, paren
         args = ["--model", str(model_dir), "--pool", str(pool_path), "--out", str(out_path)]
         launch.relaunch(params.history, "pipelines.history", params, args, parent_id)
         return read_json(out_path)
-    with tracking.stage_run("history", params.mlflow, to_dict(params.history), parent_id):
+    with _stage_run("history", params, params.history, parent_id):
         excluded = excluded_ids(params.paths.data_manifest)
         work_dir = params.paths.history_work
         result = run_history(params.history, model_dir, pool_path, params.model, out_path, work_dir, excluded)
@@ -64,7 +71,7 @@ def select(
     from rlvr.registry import excluded_ids
     from rlvr.select import run_select
 
-    with tracking.stage_run("select", params.mlflow, to_dict(params.select), parent_id):
+    with _stage_run("select", params, params.select, parent_id):
         rows = run_select(
             history_path,
             pool_path,
@@ -92,7 +99,7 @@ def train(params: Params, model_dir: str, train_path: str, out_dir: str, parent_
         args = ["--model", str(model_dir), "--data", str(train_path), "--out", str(out_dir)]
         launch.relaunch(params.train, "pipelines.train", params, args, parent_id)
         return read_records(Path(out_dir) / "train_log.jsonl")
-    with tracking.stage_run("train", params.mlflow, to_dict(params.train), parent_id):
+    with _stage_run("train", params, params.train, parent_id):
         steps = run_train(params.train, model_dir, train_path, params.model, out_dir)
         tracking.log_artifact(Path(out_dir) / "train_log.jsonl")
         return steps
@@ -101,10 +108,11 @@ def train(params: Params, model_dir: str, train_path: str, out_dir: str, parent_
 def evaluate(
     params: Params, model_dir: str, train_dir: str, test_path: str, out_dir: str, parent_id: str | None = None
 ) -> list[dict]:
+    from rlvr.data import read_json
     from rlvr.evaluate import run_evaluate, suite
 
     benchmarks = suite(test_path, params.data.test, params.paths.benchmarks_dir, params.data.benchmarks)
-    with tracking.stage_run("evaluate", params.mlflow, to_dict(params.evaluate), parent_id):
+    with _stage_run("evaluate", params, params.evaluate, parent_id):
         rows = run_evaluate(
             params.evaluate,
             params.model,
@@ -116,7 +124,22 @@ def evaluate(
         )
         tracking.log_artifact(Path(out_dir) / "metrics.json")
         tracking.log_artifact(Path(out_dir) / "by_step.json")
+        if params.mlflow.register_best:
+            _register_best(params, train_dir, read_json(Path(out_dir) / "metrics.json")["best"])
         return rows
+
+
+def _register_best(params: Params, train_dir: str, best: dict | None) -> None:
+    """Register the run's best checkpoint (by the benchmark average of the headline grading) with its metrics."""
+    from rlvr.checkpoints import checkpoints, is_finished
+
+    if best is None or not is_finished(train_dir):  # a training still running registers once it has ended
+        return
+    checkpoint = dict(checkpoints(train_dir))[best["step"]]
+    metrics = {key: value for key, value in best.items() if isinstance(value, int | float) and key != "step"}
+    name = params.mlflow.registered_model or params.mlflow.experiment
+    key_metric = f"average.accuracy_{params.report.headline_mode}"
+    tracking.register_checkpoint(name, checkpoint, best["step"], metrics, key_metric)
 
 
 def report(
@@ -128,7 +151,7 @@ def report(
     from rlvr.runs import from_mlflow, from_outputs
 
     config = params.report
-    with tracking.stage_run("report", params.mlflow, to_dict(config), parent_id) as active:
+    with _stage_run("report", params, config, parent_id) as active:
         runs = [from_outputs(params, train_dir, eval_dir, selection_path)]
         if config.compare_experiments:
             client = MlflowClient()

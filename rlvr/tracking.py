@@ -17,9 +17,12 @@ from typing import Any
 
 import mlflow
 import psutil
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from rlvr.config import TrackingConfig
+from rlvr.lineage import git_commit
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +30,9 @@ PIPELINE_KEY_ENV = "RLVR_PIPELINE_KEY"
 PARENT_RUN_ENV = "RLVR_PARENT_RUN_ID"  # set for the processes a stage launches (accelerate launch)
 PIPELINE_KEY_TAG = "rlvr.pipeline_key"
 STAGE_TAG = "rlvr.stage"
+RUNNER_TAG = "rlvr.runner"
 LAST_STAGE = "report"
+BEST_ALIAS = "best"
 
 
 # Read once: mlflow.set_tracking_uri writes this variable too, so a later read would see our own last choice.
@@ -58,15 +63,36 @@ def pipeline_key() -> str:
     return f"process-{process.pid}-{int(process.create_time())}"
 
 
-def parent_run_id(experiment_id: str, key: str, source: str) -> str:
-    """Id of the parent run for pipeline ``key``, created on first use."""
+def parent_run_id(
+    experiment_id: str, key: str, source: str, tags: Mapping[str, str] | None = None, pipeline: bool = True
+) -> str:
+    """Id of the parent run for ``key``, created on first use, named after ``source`` and tagged with ``tags``.
+
+    A ``pipeline`` run (one pipeline's stages) is tagged with its runner; a run grouping pipeline runs (the
+    cross-family matrix) is not, so reports reading pipeline runs from MLflow skip it.
+    """
     client = MlflowClient()
     found = client.search_runs([experiment_id], filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{key}'", max_results=1)
     if found:
         return found[0].info.run_id
     name = f"{source}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = client.create_run(experiment_id, run_name=name, tags={PIPELINE_KEY_TAG: key, "rlvr.runner": source})
-    return run.info.run_id
+    tags = {**(tags or {}), PIPELINE_KEY_TAG: key, "rlvr.git_commit": git_commit()}
+    if pipeline:
+        tags[RUNNER_TAG] = source
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
+@contextmanager
+def parent_run(config: TrackingConfig, key: str, source: str, **options) -> Iterator[str]:
+    """A parent run (see :func:`parent_run_id`) ended as FINISHED, or FAILED if the block raises."""
+    parent_id = parent_run_id(configure(config), key, source, **options)
+    client = MlflowClient()
+    try:
+        yield parent_id
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    client.set_terminated(parent_id, "FINISHED")
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -88,9 +114,13 @@ def is_main_process() -> bool:
 
 @contextmanager
 def stage_run(
-    stage: str, tracking: TrackingConfig, config: Mapping[str, Any], parent_id: str | None = None
+    stage: str,
+    tracking: TrackingConfig,
+    config: Mapping[str, Any],
+    parent_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """A nested MLflow run for ``stage`` under the pipeline's parent run, with ``config`` logged.
+    """A nested MLflow run for ``stage`` under the pipeline's parent run, with ``config`` logged and ``tags`` set.
 
     In the other ranks of a multi-process run it starts no run (and yields None): rank 0 logs for all.
     """
@@ -105,7 +135,7 @@ def stage_run(
         owns_parent = True
     else:
         owns_parent = False
-    with mlflow.start_run(run_name=stage, parent_run_id=parent_id, tags={STAGE_TAG: stage}) as run:
+    with mlflow.start_run(run_name=stage, parent_run_id=parent_id, tags={**(tags or {}), STAGE_TAG: stage}) as run:
         mlflow.log_params(flatten(config))
         mlflow.log_dict(dict(config), f"config/{stage}.json")
         try:
@@ -128,6 +158,43 @@ def set_tag(key: str, value: str) -> None:
     """Tag the active run, if there is one."""
     if mlflow.active_run() is not None:
         mlflow.set_tag(key, value)
+
+
+def register_checkpoint(
+    name: str, checkpoint: Path, step: int, metrics: Mapping[str, float], key_metric: str
+) -> ModelVersion | None:
+    """Register ``checkpoint`` as a new version of the registered model ``name``, with ``metrics``.
+
+    The weights stay where they are: the version points to an external MLflow model (logged to the active
+    run, its path in the ``rlvr.checkpoint`` tag) that holds ``metrics`` as ``best.*``; the version is tagged
+    with the step and ``key_metric``. The alias ``best`` moves to it when its ``key_metric`` beats the current holder's.
+    """
+    active = mlflow.active_run()
+    if active is None:
+        return None
+    client = MlflowClient()
+    model = mlflow.create_external_model(
+        name=f"checkpoint-{step}",
+        source_run_id=active.info.run_id,
+        tags={"rlvr.checkpoint": str(Path(checkpoint).resolve())},
+        params={"step": str(step)},
+        model_type="transformers",
+    )
+    # linked to the model and (MLflow logs them with the model's run) the run too: prefixed, so they do not
+    # repeat the run's own per-step series
+    best = {f"best.{key}": float(value) for key, value in metrics.items()}
+    mlflow.log_metrics(best, step=step, model_id=model.model_id)
+    score = float(metrics[key_metric])
+    tags = {"step": str(step), key_metric: str(score), "rlvr.checkpoint": str(Path(checkpoint).resolve())}
+    version = mlflow.register_model(f"models:/{model.model_id}", name, tags=tags)
+    try:
+        holder = client.get_model_version_by_alias(name, BEST_ALIAS)
+        best_so_far = float(holder.tags.get(key_metric, "-inf"))
+    except MlflowException:  # no version holds the alias yet
+        best_so_far = float("-inf")
+    if score > best_so_far:
+        client.set_registered_model_alias(name, BEST_ALIAS, version.version)
+    return version
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:

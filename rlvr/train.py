@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rlvr import tracking
-from rlvr.checkpoints import MarkCheckpoint, checkpoints, fingerprint, resume_point
+from rlvr.checkpoints import MarkCheckpoint, checkpoints, mark_finished, resume_point
 from rlvr.config import ModelConfig, Params, TrainConfig, to_dict
-from rlvr.data import file_sha256, read_rows, write_rows
+from rlvr.data import file_sha256, fingerprint, read_rows, write_rows
 from rlvr.monitor import RolloutMonitor
 from rlvr.rewards import get_reward
 
@@ -110,4 +110,6 @@ def run_train(
         if "reward" in entry
     ]
     write_rows(out_dir / "train_log.jsonl", steps)
+    if tracking.is_main_process():
+        mark_finished(out_dir)
     return steps

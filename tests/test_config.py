@@ -6,7 +6,7 @@ from rlvr.config import ConfigError, InputError, load_params, parse_params
 
 PARAMS_FILES = [
     ROOT / "params.yaml",
-    *sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "accelerate" not in p.parts),
+    *sorted(p for p in (ROOT / "configs").rglob("*.yaml") if not {"accelerate", "matrix"} & set(p.parts)),
 ]
 
 

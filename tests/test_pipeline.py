@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -16,6 +18,7 @@ from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
 STAGES = {"model", "data", "history", "select", "train", "evaluate", "report"}
+GIT_USER = {"NAME": "rlvr tests", "EMAIL": "tests@localhost"}
 pytestmark = pytest.mark.integration
 
 
@@ -30,7 +33,8 @@ def _project_copy(target: Path, params: dict) -> Path:
 def _env() -> dict[str, str]:
     """The stages' environment: this interpreter's tools first, offline, tracking as the params say."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", "HF_HUB_OFFLINE": "1"}
+    git = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in GIT_USER.items()}
+    return {**env, **git, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", "HF_HUB_OFFLINE": "1"}
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -50,7 +54,10 @@ def dvc_project(tmp_path_factory) -> Path:
     _run(["git", "init", "-q"], work)
     _run(["dvc", "init", "-q"], work)
     shutil.copy(ROOT / ".dvc" / "config", work / ".dvc" / "config")  # the project's remote and cache settings
+    shutil.copy(ROOT / ".gitignore", work / ".gitignore")
     _run(["dvc", "repro"], work)
+    _run(["git", "add", "-A"], work)
+    _run(["git", "commit", "-q", "-m", "smoke pipeline"], work)  # dvc exp run starts from a commit
     return work
 
 
@@ -102,6 +109,30 @@ def test_dvc_repro_runs_every_stage_and_tracks_them(dvc_project):
     params = _smoke_params()
     _check_outputs(dvc_project, params)
     _check_tracking(dvc_project, params, "dvc")
+
+
+def test_dvc_stage_runs_carry_the_inputs_hash_dvc_locked(dvc_project):
+    """Each stage tags, when it starts, the hash of its inputs that dvc.lock records once it has run."""
+    from rlvr.lineage import locked_inputs_md5
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{dvc_project / 'mlflow.db'}")
+    _, children = _stage_runs(client, _smoke_params()["mlflow"]["experiment"], "dvc")
+    for run in children:
+        stage = run.data.tags["rlvr.stage"]
+        assert run.data.tags["rlvr.dvc_inputs_md5"] == locked_inputs_md5(stage, dvc_project / "dvc.lock"), stage
+
+
+def test_dvc_exp_run_with_a_set_param_is_listed_by_exp_show(dvc_project, tmp_path):
+    work = tmp_path / "exp"
+    shutil.copytree(dvc_project, work, symlinks=True)
+    _run(["dvc", "exp", "run", "-S", "train.learning_rate=3e-5", "-n", "lr-3e-5"], work)
+    rows = list(csv.DictReader(io.StringIO(_run(["dvc", "exp", "show", "--csv"], work).stdout)))
+    [row] = [row for row in rows if row["Experiment"] == "lr-3e-5"]
+    assert float(row["train.learning_rate"]) == 3e-5
+    baseline = [row for row in rows if row["rev"] not in ("workspace", "lr-3e-5") and not row["Experiment"]]
+    assert float(baseline[0]["train.learning_rate"]) == _smoke_params()["train"]["learning_rate"]  # the commit
+    for metric in ("best.step", "best.average.accuracy_strict", "base.average.accuracy_strict"):
+        assert row[metric] not in ("", "-"), metric
 
 
 def test_materialised_datasets_are_versioned_and_pushed_to_the_remote(dvc_project):

@@ -1,0 +1,118 @@
+"""Cross-family flows over a matrix file (``rlvr.matrix``): the whole matrix, and its (nightly) evaluation.
+
+    python -m flows.cross_family --matrix configs/matrix/smoke.yaml
+    python -m flows.cross_family --matrix configs/matrix/smoke.yaml --evaluate-only
+
+Each cell runs as a subflow with its own MLflow parent run, nested under the matrix's run; a model's first
+stages are shared by its cells through their cache keys. One report covers every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from prefect import flow, task
+from prefect.runtime import flow_run
+
+from flows.experiment import FanOut, evaluation_round, run_stages
+from rlvr import tracking
+from rlvr.checkpoints import RUN_FILE
+from rlvr.config import ConfigError, InputError
+from rlvr.matrix import Cell, Matrix, load_matrix
+from rlvr.report import run_report
+from rlvr.runs import from_outputs
+
+logger = logging.getLogger(__name__)
+
+
+def _matrix_run(matrix: Matrix, source: str):
+    """The MLflow run grouping the cells' runs (not itself a pipeline run)."""
+    tags = {"rlvr.matrix": str(matrix.path)}
+    key = f"prefect-{flow_run.id}"
+    return tracking.parent_run(matrix.cells[0].params.mlflow, key, source, tags=tags, pipeline=False)
+
+
+def _cell_tags(cell: Cell, matrix_run_id: str) -> dict[str, str]:
+    return {"mlflow.parentRunId": matrix_run_id, "rlvr.cell": cell.name}
+
+
+@flow(name="experiment-cell", flow_run_name="{model}-{examples}-{algorithm}")
+def experiment_cell(
+    matrix_path: str, model: str, examples: str, algorithm: str, matrix_run_id: str, fan_out: FanOut | None = None
+) -> str:
+    """One cell of the matrix: every stage, under a pipeline run nested in the matrix's run."""
+    cell = load_matrix(matrix_path).cell(model, examples, algorithm)
+    tags = _cell_tags(cell, matrix_run_id)
+    with tracking.parent_run(cell.params.mlflow, f"prefect-{flow_run.id}", "prefect", tags=tags) as parent_id:
+        return run_stages(cell.params, parent_id, fan_out or FanOut())
+
+
+@task(name="cross-family-report")
+def cross_family_report(matrix_path: str, matrix_run_id: str) -> str | None:
+    """One report over every cell evaluated so far (a training still running is marked partial)."""
+    matrix = load_matrix(matrix_path)
+    runs = []
+    for cell in matrix.cells:
+        paths = cell.params.paths
+        if (Path(paths.eval_dir) / "by_step.json").is_file() and Path(paths.selection).is_file():
+            runs.append(from_outputs(cell.params, paths.train_dir, paths.eval_dir, paths.selection, name=cell.name))
+    if not runs:
+        logger.warning("no cell of %s has been evaluated yet: no report", matrix_path)
+        return None
+    path = run_report(runs, matrix.report_dir, matrix.report.headline_mode, matrix.report.step)
+    MlflowClient().log_artifacts(matrix_run_id, matrix.report_dir, "report")
+    return str(path)
+
+
+@flow(name="cross-family")
+def cross_family(matrix_path: str = "configs/matrix/smoke.yaml", fan_out: FanOut | None = None) -> str | None:
+    """Every cell of the matrix (models x example sets x algorithms), then the cross-family report."""
+    matrix = load_matrix(matrix_path)
+    with _matrix_run(matrix, "prefect-matrix") as matrix_run_id:
+        for cell in matrix.cells:
+            experiment_cell(matrix_path, cell.model, cell.examples, cell.algorithm, matrix_run_id, fan_out)
+        return cross_family_report(matrix_path, matrix_run_id)
+
+
+@flow(name="cross-family-evaluation")
+def cross_family_evaluation(
+    matrix_path: str = "configs/matrix/smoke.yaml", fan_out: FanOut | None = None
+) -> str | None:
+    """Evaluate the new checkpoints of every cell whose training has started (finished or still running), then
+    the cross-family report: what the nightly deployment runs."""
+    matrix = load_matrix(matrix_path)
+    with _matrix_run(matrix, "prefect-evaluation") as matrix_run_id:
+        for cell in matrix.cells:
+            if not (Path(cell.params.paths.train_dir) / RUN_FILE).is_file():
+                logger.info("%s: no training started, skipped", cell.name)
+                continue
+            tags = _cell_tags(cell, matrix_run_id)
+            key = f"prefect-{flow_run.id}-{cell.name}"
+            with tracking.parent_run(cell.params.mlflow, key, "prefect-evaluation", tags=tags, pipeline=False) as run:
+                evaluation_round(cell.params, run, fan_out or FanOut())
+        return cross_family_report(matrix_path, matrix_run_id)
+
+
+def main() -> None:
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("--matrix", default="configs/matrix/smoke.yaml", help="matrix file (default: %(default)s)")
+    cli.add_argument("--evaluate-only", action="store_true", help="only evaluate new checkpoints, then report")
+    cli.add_argument("--task-runner", choices=("threads", "dask"), default="threads", help="checkpoint evaluation")
+    cli.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
+    args = cli.parse_args()
+    try:
+        load_matrix(args.matrix)  # fail fast, in one line, before the flow starts
+    except (ConfigError, InputError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    fan_out = FanOut(task_runner=args.task_runner, dask_address=args.dask_address)
+    run = cross_family_evaluation if args.evaluate_only else cross_family
+    print("report written to", run(args.matrix, fan_out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Orchestration: the matrix file, stage keys, the cross-family flow, deployments, MLflow lineage and registry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+from mlflow.tracking import MlflowClient
+
+from rlvr import lineage
+from rlvr.config import ConfigError, load_params, merge, parse_params
+from rlvr.matrix import load_matrix
+
+SMOKE_MATRIX = "configs/matrix/smoke.yaml"
+
+
+def test_matrix_cells_share_a_models_first_stages_and_keep_their_own_training():
+    matrix = load_matrix(ROOT / SMOKE_MATRIX)
+    first, second = matrix.cells
+    assert [cell.name for cell in matrix.cells] == ["smollm2/rank1-grpo", "smollm2/rank2-grpo"]
+    assert (first.params.select.ranks, second.params.select.ranks) == ("1", "2")
+    for shared in ("model_dir", "pool", "test", "history", "data_manifest"):
+        assert getattr(first.params.paths, shared) == getattr(second.params.paths, shared)
+        assert getattr(first.params.paths, shared).startswith("outputs/matrix/smollm2/")
+    for own in ("selection", "train_dir", "eval_dir", "report_dir"):
+        assert getattr(first.params.paths, own) != getattr(second.params.paths, own)
+    keys = [lineage.stage_keys(cell.params) for cell in matrix.cells]
+    assert [keys[0][s] == keys[1][s] for s in lineage.pipeline_stages()] == [True] * 3 + [False] * 4
+
+
+def test_every_paper_matrix_cell_is_a_valid_params_set():
+    matrix = load_matrix(ROOT / "configs" / "matrix" / "paper.yaml")
+    assert len(matrix.cells) == 16
+    assert {cell.params.mlflow.experiment for cell in matrix.cells} == {"paper-cross-family"}
+    ppo = matrix.cell("r1-distill-qwen-1.5b", "pi13", "ppo").params
+    assert ppo.train.algorithm == "ppo" and ppo.train.max_completion_length == 8192  # the model's own length
+    assert "vllm_gpu_memory_utilization" not in ppo.train.trl  # the algorithm's TRL options replace GRPO's
+
+
+@pytest.mark.parametrize(
+    ("axis", "override", "message"),
+    [
+        ("example_sets", {"train": {"learning_rate": 1.0}}, "example_sets.bad.train: example_sets may set select"),
+        ("algorithms", {"paths": {"pool": "x"}}, "algorithms.bad.paths: algorithms may set train"),
+        ("models", {"train": {"max_stepz": 3}}, "cell bad/rank1-grpo: unknown params key: train.max_stepz"),
+    ],
+)
+def test_matrix_errors_name_the_bad_entry(tmp_path, axis, override, message):
+    spec = yaml.safe_load((ROOT / SMOKE_MATRIX).read_text())
+    spec["base"] = str(ROOT / "configs" / "smoke.yaml")
+    spec[axis] = {"bad": override}
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_matrix(path)
+
+
+def test_stage_keys_change_downstream_of_what_changed_only():
+    values = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    before = lineage.stage_keys(parse_params(values))
+    lr = lineage.stage_keys(parse_params(merge(values, {"train": {"learning_rate": 1.0e-3}})))
+    assert [s for s in before if before[s] != lr[s]] == ["train", "evaluate", "report"]
+    template = lineage.stage_keys(parse_params(merge(values, {"model": {"template": "qwen25-math-cot"}})))
+    assert [s for s in before if before[s] != template[s]] == ["history", "select", "train", "evaluate", "report"]
+    assert lineage.stage_keys(load_params(ROOT / "configs" / "smoke.yaml")) == before  # deterministic
+
+
+def test_prefect_yaml_deployments_load_with_their_schedule_and_flows():
+    from flows.serve import deployments
+
+    served = {d.name: d for d in deployments(ROOT / "prefect.yaml")}
+    assert set(served) == {"nightly", "on-demand", "cross-family", "watch-training"}
+    nightly = served["nightly"]
+    assert nightly.flow_name == "cross-family-evaluation"
+    assert [(s.schedule.cron, s.schedule.timezone) for s in nightly.schedules] == [("0 2 * * *", "UTC")]
+    assert served["on-demand"].flow_name == "one-shot-rlvr" and not served["on-demand"].schedules
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert all(entry["work_pool"]["name"] == "rlvr-gpu" for entry in spec["deployments"])
+
+
+# --- the matrix flow and the served nightly deployment, on the embedded model ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    """A temporary Prefect server and database for this module's flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="module")
+def matrix_project(prefect_server, embedded_model, tmp_path_factory):
+    """A project copy after the smoke matrix flow (two cells: each pool example) ran once."""
+    from flows.cross_family import cross_family
+
+    work = tmp_path_factory.mktemp("matrix")
+    for name in ("rlvr", "pipelines", "tasks", "flows", "configs"):
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "prefect.yaml"):
+        shutil.copy(ROOT / name, work / name)
+    spec = yaml.safe_load((ROOT / SMOKE_MATRIX).read_text())
+    spec["models"] = {"smollm2": {"model": {"source": str(embedded_model)}}}
+    (work / SMOKE_MATRIX).write_text(yaml.safe_dump(spec))
+    cwd = Path.cwd()
+    os.chdir(work)
+    try:
+        report = cross_family(SMOKE_MATRIX)
+        yield work, report
+    finally:
+        os.chdir(cwd)
+
+
+def _runs(work: Path, **tags: str):
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("one-shot-rlvr-smoke")
+    found = client.search_runs([experiment.experiment_id], max_results=1000)
+    return client, [run for run in found if all(run.data.tags.get(k) == v for k, v in tags.items())]
+
+
+@pytest.mark.integration
+def test_matrix_flow_writes_one_report_with_both_cells(matrix_project):
+    work, report = matrix_project
+    assert Path(report) == Path("outputs/matrix/report/report.md")
+    text = (work / report).read_text()
+    assert "2 run(s), 0 partial" in text
+    for cell in ("smollm2/rank1-grpo", "smollm2/rank2-grpo"):
+        assert f"| {cell} | " in text
+    assert (work / "outputs/matrix/report/all-runs-accuracy.png").stat().st_size > 5000
+    client, matrix_runs = _runs(work, **{"rlvr.matrix": SMOKE_MATRIX})
+    assert len(matrix_runs) == 1 and matrix_runs[0].info.status == "FINISHED"
+    assert "report/report.md" in [a.path for a in client.list_artifacts(matrix_runs[0].info.run_id, "report")]
+    cells = _runs(work, **{"mlflow.parentRunId": matrix_runs[0].info.run_id, "rlvr.runner": "prefect"})[1]
+    assert sorted(run.data.tags["rlvr.cell"] for run in cells) == ["smollm2/rank1-grpo", "smollm2/rank2-grpo"]
+    # the model, data and history stages ran once: the second cell found them by cache key
+    assert [len(_runs(work, **{"rlvr.stage": s})[1]) for s in ("model", "history", "train", "evaluate")] == [1, 1, 2, 2]
+
+
+@pytest.mark.integration
+def test_every_stage_run_carries_its_lineage(matrix_project):
+    work, _ = matrix_project
+    matrix = load_matrix(work / SMOKE_MATRIX)
+    manifest = yaml.safe_load((work / matrix.cells[0].params.paths.data_manifest).read_text())
+    client, runs = _runs(work)
+    stage_runs = [run for run in runs if "rlvr.stage" in run.data.tags]
+    assert len(stage_runs) == 11  # 7 stages, then select, train, evaluate, report for the second cell
+    cells = {cell.name: cell for cell in matrix.cells}
+    for run in stage_runs:
+        tags = run.data.tags
+        assert {"rlvr.git_commit", "mlflow.parentRunId"} <= set(tags)
+        cell = cells[client.get_run(tags["mlflow.parentRunId"]).data.tags["rlvr.cell"]]
+        assert tags["rlvr.inputs_key"] == lineage.stage_keys(cell.params)[tags["rlvr.stage"]]
+        assert tags["rlvr.model"] == cell.params.model.source
+        if tags["rlvr.stage"] != "model":
+            assert tags["rlvr.data.pool.sha256"] == manifest["pool"]["sha256"]
+
+
+@pytest.mark.integration
+def test_each_cells_best_checkpoint_is_registered_with_its_metrics(matrix_project):
+    import mlflow
+
+    work, _ = matrix_project
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    versions = client.search_model_versions("name='one-shot-rlvr-smoke'")
+    assert len(versions) == 2
+    best = client.get_model_version_by_alias("one-shot-rlvr-smoke", "best")
+    for version in versions:
+        checkpoint = Path(version.tags["rlvr.checkpoint"])
+        assert (checkpoint / "model.safetensors").is_file() and checkpoint.parent.name == "train"
+        mlflow.set_tracking_uri(store)
+        model = mlflow.get_logged_model(version.source.removeprefix("models:/"))
+        assert {m.key for m in model.metrics} >= {"best.average.accuracy_strict", "best.test.accuracy_lenient"}
+        assert float(version.tags["average.accuracy_strict"]) <= float(best.tags["average.accuracy_strict"])
+
+
+@pytest.mark.integration
+def test_nightly_deployment_is_served_and_triggered_once(matrix_project):
+    """``python -m flows.serve`` serves prefect.yaml's deployments; one run of the nightly one, on the smoke matrix."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL
+
+    work, _ = matrix_project
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(work)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve", "--only", "nightly"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        run = _trigger_when_served("cross-family-evaluation/nightly", run_deployment, deadline=time.monotonic() + 420)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=60)[0]
+    assert run.state.is_completed(), f"{run.state}\n{output[-3000:]}"
+    evaluations = _runs(work, **{"rlvr.matrix": SMOKE_MATRIX})[1]
+    assert len(evaluations) == 2  # the matrix flow's run and the nightly evaluation's
+
+
+def _trigger_when_served(name: str, run_deployment, deadline: float):
+    """Run deployment ``name`` once it exists, waiting for the run to end; fails past ``deadline``."""
+    from prefect.exceptions import ObjectNotFound
+
+    while True:
+        try:
+            return run_deployment(name, parameters={"matrix_path": SMOKE_MATRIX}, timeout=deadline - time.monotonic())
+        except ObjectNotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)

@@ -44,8 +44,17 @@ def configure(config: TrackingConfig) -> str:
 
     ``MLFLOW_TRACKING_URI``, where the user set it before the process started, takes precedence.
     """
-    mlflow.set_tracking_uri(USER_TRACKING_URI or config.tracking_uri)
+    mlflow.set_tracking_uri(absolute_uri(USER_TRACKING_URI or config.tracking_uri))
     return mlflow.set_experiment(config.experiment).experiment_id
+
+
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite path made absolute: MLflow keeps one database engine per URI string, so a
+    relative one would keep pointing at the first working directory's store in a long-lived process."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
 
 
 def pipeline_key() -> str:

@@ -165,8 +165,6 @@ def test_every_stage_run_carries_its_lineage(matrix_project):
 
 @pytest.mark.integration
 def test_each_cells_best_checkpoint_is_registered_with_its_metrics(matrix_project):
-    import mlflow
-
     work, _ = matrix_project
     store = f"sqlite:///{work / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=store, registry_uri=store)
@@ -176,8 +174,7 @@ def test_each_cells_best_checkpoint_is_registered_with_its_metrics(matrix_projec
     for version in versions:
         checkpoint = Path(version.tags["rlvr.checkpoint"])
         assert (checkpoint / "model.safetensors").is_file() and checkpoint.parent.name == "train"
-        mlflow.set_tracking_uri(store)
-        model = mlflow.get_logged_model(version.source.removeprefix("models:/"))
+        model = client.get_logged_model(version.source.removeprefix("models:/"))
         assert {m.key for m in model.metrics} >= {"best.average.accuracy_strict", "best.test.accuracy_lenient"}
         assert float(version.tags["average.accuracy_strict"]) <= float(best.tags["average.accuracy_strict"])
 

@@ -22,9 +22,7 @@ from flows.experiment import FanOut, evaluation_round, run_stages
 from rlvr import tracking
 from rlvr.checkpoints import RUN_FILE
 from rlvr.config import ConfigError, InputError
-from rlvr.matrix import Cell, Matrix, load_matrix
-from rlvr.report import run_report
-from rlvr.runs import from_outputs
+from rlvr.matrix import Cell, Matrix, load_matrix, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +51,12 @@ def experiment_cell(
 
 @task(name="cross-family-report")
 def cross_family_report(matrix_path: str, matrix_run_id: str) -> str | None:
-    """One report over every cell evaluated so far (a training still running is marked partial)."""
+    """One report over every cell evaluated so far, logged to the matrix's MLflow run."""
     matrix = load_matrix(matrix_path)
-    runs = []
-    for cell in matrix.cells:
-        paths = cell.params.paths
-        if (Path(paths.eval_dir) / "by_step.json").is_file() and Path(paths.selection).is_file():
-            runs.append(from_outputs(cell.params, paths.train_dir, paths.eval_dir, paths.selection, name=cell.name))
-    if not runs:
-        logger.warning("no cell of %s has been evaluated yet: no report", matrix_path)
-        return None
-    path = run_report(runs, matrix.report_dir, matrix.report.headline_mode, matrix.report.step)
-    MlflowClient().log_artifacts(matrix_run_id, matrix.report_dir, "report")
-    return str(path)
+    path = write_report(matrix)
+    if path is not None:
+        MlflowClient().log_artifacts(matrix_run_id, matrix.report_dir, "report")
+    return str(path) if path else None
 
 
 @flow(name="cross-family")

@@ -15,13 +15,14 @@ A matrix file names a base params file and, per axis, named overrides of it::
 
 A model's stages up to the history (model, data, history) depend on the model's overrides only, so its cells
 share them: their outputs lie in ``<root>/<model>/``, the rest in ``<root>/<model>/<examples>-<algorithm>/``,
-and the cross-family report in ``<root>/report``. Each cell tracks in its params' MLflow experiment unless the
+and the cross-family report in ``<root>-report``. Each cell tracks in its params' MLflow experiment unless the
 matrix's ``mlflow`` section sets one for all.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import Any
 import yaml
 
 from rlvr.config import ConfigError, InputError, Params, Paths, ReportConfig, merge, parse_params
+
+logger = logging.getLogger(__name__)
 
 AXES = {"models": None, "example_sets": ("select",), "algorithms": ("train",)}  # sections each axis may set
 NOT_OVERRIDABLE = ("paths", "mlflow")
@@ -61,7 +64,8 @@ class Matrix:
 
     @property
     def report_dir(self) -> str:
-        return f"{self.root}/report"
+        """Beside the root, not in it: the DVC report stage depends on the whole root."""
+        return f"{self.root}-report"
 
     def cell(self, model: str, examples: str, algorithm: str) -> Cell:
         for cell in self.cells:
@@ -136,3 +140,19 @@ def load_matrix(path: str | Path) -> Matrix:
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
     return Matrix(path, root, cells, report)
+
+
+def write_report(matrix: Matrix) -> Path | None:
+    """One report over every cell evaluated so far (a training still running is marked partial); None if none."""
+    from rlvr.report import run_report
+    from rlvr.runs import from_outputs
+
+    runs = []
+    for cell in matrix.cells:
+        paths = cell.params.paths
+        if (Path(paths.eval_dir) / "by_step.json").is_file() and Path(paths.selection).is_file():
+            runs.append(from_outputs(cell.params, paths.train_dir, paths.eval_dir, paths.selection, name=cell.name))
+    if not runs:
+        logger.warning("no cell of %s has been evaluated yet: no report", matrix.path)
+        return None
+    return run_report(runs, matrix.report_dir, matrix.report.headline_mode, matrix.report.step)

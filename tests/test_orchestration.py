@@ -98,8 +98,9 @@ def prefect_server():
 
 
 @pytest.fixture(scope="module")
-def matrix_project(prefect_server, embedded_model, tmp_path_factory):
-    """A project copy after the smoke matrix flow (two cells: each pool example) ran once."""
+def matrix_project(prefect_server, tiny_model, tmp_path_factory):
+    """A project copy after the smoke matrix flow (two cells: each pool example) ran once, on the 2-layer cut of
+    the embedded model (orchestration is under test here, and its checkpoints take a quarter of the disk)."""
     from flows.cross_family import cross_family
 
     work = tmp_path_factory.mktemp("matrix")
@@ -108,7 +109,7 @@ def matrix_project(prefect_server, embedded_model, tmp_path_factory):
     for name in ("dvc.yaml", "prefect.yaml"):
         shutil.copy(ROOT / name, work / name)
     spec = yaml.safe_load((ROOT / SMOKE_MATRIX).read_text())
-    spec["models"] = {"smollm2": {"model": {"source": str(embedded_model)}}}
+    spec["models"] = {"smollm2": {"model": {"source": str(tiny_model)}}}
     (work / SMOKE_MATRIX).write_text(yaml.safe_dump(spec))
     cwd = Path.cwd()
     os.chdir(work)
@@ -129,12 +130,12 @@ def _runs(work: Path, **tags: str):
 @pytest.mark.integration
 def test_matrix_flow_writes_one_report_with_both_cells(matrix_project):
     work, report = matrix_project
-    assert Path(report) == Path("outputs/matrix/report/report.md")
+    assert Path(report) == Path("outputs/matrix-report/report.md")
     text = (work / report).read_text()
     assert "2 run(s), 0 partial" in text
     for cell in ("smollm2/rank1-grpo", "smollm2/rank2-grpo"):
         assert f"| {cell} | " in text
-    assert (work / "outputs/matrix/report/all-runs-accuracy.png").stat().st_size > 5000
+    assert (work / "outputs/matrix-report/all-runs-accuracy.png").stat().st_size > 5000
     client, matrix_runs = _runs(work, **{"rlvr.matrix": SMOKE_MATRIX})
     assert len(matrix_runs) == 1 and matrix_runs[0].info.status == "FINISHED"
     assert "report/report.md" in [a.path for a in client.list_artifacts(matrix_runs[0].info.run_id, "report")]

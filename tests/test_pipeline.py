@@ -23,9 +23,10 @@ pytestmark = pytest.mark.integration
 
 
 def _project_copy(target: Path, params: dict) -> Path:
-    for name in ("rlvr", "pipelines", "tasks", "flows", "configs"):
+    for name in ("rlvr", "pipelines", "tasks", "flows", "configs", "families"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", target / "dvc.yaml")
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, target / name)
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return target
 
@@ -59,6 +60,18 @@ def dvc_project(tmp_path_factory) -> Path:
     _run(["git", "add", "-A"], work)
     _run(["git", "commit", "-q", "-m", "smoke pipeline"], work)  # dvc exp run starts from a commit
     return work
+
+
+def _copy_project(project: Path, target: Path) -> Path:
+    """A copy of a project after ``dvc repro``, weight files and the DVC cache hard-linked (they are only ever
+    replaced, never written in place) so that each copy does not take another few GB of disk."""
+    cache = str(project / ".dvc" / "cache")
+
+    def copy(source: str, destination: str) -> None:
+        linked = source.endswith(".safetensors") or source.startswith(cache)
+        (os.link if linked else shutil.copy2)(source, destination)
+
+    return Path(shutil.copytree(project, target, symlinks=True, copy_function=copy))
 
 
 def _stage_runs(client: MlflowClient, experiment: str, runner: str) -> tuple[mlflow.entities.Run, list]:
@@ -123,8 +136,7 @@ def test_dvc_stage_runs_carry_the_inputs_hash_dvc_locked(dvc_project):
 
 
 def test_dvc_exp_run_with_a_set_param_is_listed_by_exp_show(dvc_project, tmp_path):
-    work = tmp_path / "exp"
-    shutil.copytree(dvc_project, work, symlinks=True)
+    work = _copy_project(dvc_project, tmp_path / "exp")
     _run(["dvc", "exp", "run", "-S", "train.learning_rate=3e-5", "-n", "lr-3e-5"], work)
     rows = list(csv.DictReader(io.StringIO(_run(["dvc", "exp", "show", "--csv"], work).stdout)))
     [row] = [row for row in rows if row["Experiment"] == "lr-3e-5"]
@@ -153,6 +165,30 @@ def test_dvc_repro_again_does_nothing(dvc_project):
     assert "Running stage" not in result.stdout
 
 
+def test_dvc_families_pipeline_runs_every_cell_then_one_report(tiny_model, tmp_path):
+    """families/dvc.yaml: base@model, cell@model-examples-algorithm (DVC matrix stages), report."""
+    work = _project_copy(tmp_path, _smoke_params())
+    spec = yaml.safe_load((work / "families" / "matrix.yaml").read_text())
+    spec["models"] = {"smollm2": {"model": {"source": str(tiny_model)}}}  # the 2-layer cut: this tests the wiring
+    (work / "families" / "matrix.yaml").write_text(yaml.safe_dump(spec))
+    _run(["git", "init", "-q"], work)
+    _run(["dvc", "init", "-q"], work)
+    listed = _run(["dvc", "stage", "list", "families/dvc.yaml"], work).stdout
+    names = ["base@smollm2", "cell@smollm2-rank1-grpo", "cell@smollm2-rank2-grpo", "report"]
+    assert [line.split()[0] for line in listed.splitlines()] == [f"families/dvc.yaml:{n}" for n in names]
+    _run(["dvc", "repro", "families/dvc.yaml"], work)
+    report = (work / "outputs" / "families-report" / "report.md").read_text()
+    assert "2 run(s), 0 partial" in report
+    assert "| smollm2/rank1-grpo | " in report and "| smollm2/rank2-grpo | " in report
+    again = _run(["dvc", "repro", "families/dvc.yaml"], work).stdout
+    assert "Running stage" not in again
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name(spec.get("mlflow", {}).get("experiment", "one-shot-rlvr-smoke"))
+    cells = client.search_runs([experiment_id.experiment_id], "tags.`rlvr.runner` = 'dvc'")
+    assert sorted(run.data.tags["rlvr.cell"] for run in cells) == ["smollm2/rank1-grpo", "smollm2/rank2-grpo"]
+    assert all(run.info.status == "FINISHED" for run in cells)
+
+
 def test_prefect_flow_same_stages_and_outputs(dvc_project, tmp_path, monkeypatch):
     from prefect.testing.utilities import prefect_test_harness
 
@@ -171,8 +207,7 @@ def test_prefect_flow_same_stages_and_outputs(dvc_project, tmp_path, monkeypatch
 
 def test_report_over_two_embedded_runs_renders_in_chromium(dvc_project, tmp_path):
     """A second run with the other pool example, reported together with the first (found in MLflow)."""
-    work = tmp_path / "second"
-    shutil.copytree(dvc_project, work, symlinks=True)
+    work = _copy_project(dvc_project, tmp_path / "second")
     params = _smoke_params()
     params["select"]["ranks"] = "2"
     params["report"]["compare_experiments"] = [params["mlflow"]["experiment"]]

@@ -9,9 +9,7 @@ stages are shared by its cells through their cache keys. One report covers every
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -19,9 +17,9 @@ from prefect import flow, task
 from prefect.runtime import flow_run
 
 from flows.experiment import FanOut, evaluation_round, run_stages
+from flows.runners import flow_cli, parse_flow_args
 from rlvr import tracking
 from rlvr.checkpoints import RUN_FILE
-from rlvr.config import ConfigError, InputError
 from rlvr.matrix import Cell, Matrix, load_matrix, write_report
 
 logger = logging.getLogger(__name__)
@@ -89,17 +87,9 @@ def cross_family_evaluation(
 
 
 def main() -> None:
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("--matrix", default="configs/matrix/smoke.yaml", help="matrix file (default: %(default)s)")
+    cli = flow_cli(__doc__.splitlines()[0], "--matrix", "configs/matrix/smoke.yaml", load_matrix)
     cli.add_argument("--evaluate-only", action="store_true", help="only evaluate new checkpoints, then report")
-    cli.add_argument("--task-runner", choices=("threads", "dask"), default="threads", help="checkpoint evaluation")
-    cli.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
-    args = cli.parse_args()
-    try:
-        load_matrix(args.matrix)  # fail fast, in one line, before the flow starts
-    except (ConfigError, InputError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    args = parse_flow_args(cli, "matrix")
     fan_out = FanOut(task_runner=args.task_runner, dask_address=args.dask_address)
     run = cross_family_evaluation if args.evaluate_only else cross_family
     print("report written to", run(args.matrix, fan_out))

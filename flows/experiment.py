@@ -8,8 +8,6 @@ fans out, one task per model, on the task runner ``fan_out`` names (threads, or 
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -18,10 +16,10 @@ from prefect import flow, unmapped
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from flows.runners import make_task_runner
+from flows.runners import flow_cli, make_task_runner, parse_flow_args
 from rlvr import tracking
 from rlvr.checkpoints import is_finished
-from rlvr.config import ConfigError, InputError, Params, load_params, parse_params, to_dict
+from rlvr.config import InputError, Params, load_params, parse_params, to_dict
 from rlvr.evaluate import models_to_evaluate
 from tasks.stages import (
     cached,
@@ -117,16 +115,8 @@ def evaluate_new_checkpoints(
 
 
 def main() -> None:
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("--params", default="params.yaml", help="params YAML file (default: %(default)s)")
-    cli.add_argument("--task-runner", choices=("threads", "dask"), default="threads", help="checkpoint evaluation")
-    cli.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
-    args = cli.parse_args()
-    try:
-        load_params(args.params)  # fail fast, in one line, before the flow starts
-    except (ConfigError, InputError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    cli = flow_cli(__doc__.splitlines()[0], "--params", "params.yaml", load_params)
+    args = parse_flow_args(cli, "params")
     fan_out = FanOut(task_runner=args.task_runner, dask_address=args.dask_address)
     print("report written to", one_shot_rlvr(args.params, fan_out=fan_out))
 

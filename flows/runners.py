@@ -10,7 +10,14 @@ local cluster of ``workers`` processes.
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from rlvr.config import ConfigError, InputError
 
 TASK_RUNNERS = ("threads", "dask")
 
@@ -26,3 +33,24 @@ def make_task_runner(kind: str = "threads", address: str | None = None, workers:
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 1, "threads_per_worker": 1})
     raise ValueError(f"task_runner must be one of {', '.join(TASK_RUNNERS)}, got {kind!r}")
+
+
+def flow_cli(description: str, input_option: str, default: str, check: Callable[[str], Any]) -> argparse.ArgumentParser:
+    """A flow's command line: its input file option and the fan-out options."""
+    cli = argparse.ArgumentParser(description=description)
+    cli.add_argument(input_option, default=default, help="input file (default: %(default)s)")
+    cli.add_argument("--task-runner", choices=TASK_RUNNERS, default="threads", help="checkpoint evaluation")
+    cli.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
+    cli.set_defaults(check=check)
+    return cli
+
+
+def parse_flow_args(cli: argparse.ArgumentParser, input_name: str) -> argparse.Namespace:
+    """Parsed arguments, the input file checked first: a bad one exits with one line naming it, status 2."""
+    args = cli.parse_args()
+    try:
+        args.check(getattr(args, input_name))
+    except (ConfigError, InputError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    return args

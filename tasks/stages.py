@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import Task, task
 
 from rlvr import lineage, stages
-from rlvr.checkpoints import checkpoints, is_finished
+from rlvr.checkpoints import MARKER, checkpoints, is_finished
 from rlvr.config import Params
 from rlvr.data import fingerprint
 from rlvr.evaluate import evaluate_model, suite
@@ -24,8 +24,8 @@ HUB_RETRIES = {"retries": 2, "retry_delay_seconds": 30}
 
 def training_state(train_dir: str | Path) -> list:
     """The complete checkpoints of a training directory (with their markers) and whether the run has ended."""
-    return [[(step, (path / "rlvr_checkpoint.json").read_text()) for step, path in checkpoints(train_dir)],
-            is_finished(train_dir)]  # fmt: skip
+    markers = [(step, (path / MARKER).read_text()) for step, path in checkpoints(train_dir)]
+    return [markers, is_finished(train_dir)]
 
 
 def stage_cache_key(context, parameters: dict) -> str:
@@ -91,7 +91,7 @@ def checkpoint_cache_key(context, parameters: dict) -> str:
     """One model's evaluation: the evaluate stage's key, the step, its checkpoint marker, the output folder and
     the results in it (deleted results mean another key, so the task runs again)."""
     params, step, model_dir = parameters["params"], parameters["step"], Path(parameters["model_dir"])
-    marker = model_dir / "rlvr_checkpoint.json"
+    marker = model_dir / MARKER
     state = marker.read_text() if marker.is_file() else str(model_dir.resolve())
     eval_dir = Path(params.paths.eval_dir).resolve()
     done = sorted(path.name for path in (eval_dir / "steps" / f"step-{step}").glob("*.json"))

@@ -165,6 +165,7 @@ def test_dvc_repro_again_does_nothing(dvc_project):
     assert "Running stage" not in result.stdout
 
 
+@pytest.mark.slow  # 2 minutes; the same cells run through the Prefect matrix flow in the default test run
 def test_dvc_families_pipeline_runs_every_cell_then_one_report(tiny_model, tmp_path):
     """families/dvc.yaml: base@model, cell@model-examples-algorithm (DVC matrix stages), report."""
     work = _project_copy(tmp_path, _smoke_params())

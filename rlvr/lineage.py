@@ -37,6 +37,11 @@ def _paths(entries: list) -> list[str]:
     return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries or []]
 
 
+def _outputs(spec: dict) -> list[str]:
+    """The output paths (``outs`` and ``metrics``) of a dvc.yaml stage, as templates."""
+    return _paths(spec.get("outs")) + _paths(spec.get("metrics"))
+
+
 @functools.cache
 def pipeline_stages(pipeline: Path = PIPELINE) -> dict[str, dict]:
     """The stages of ``dvc.yaml``, in file order (which is the pipeline's order)."""
@@ -57,9 +62,7 @@ def stage_keys(params: Params, pipeline: Path = PIPELINE) -> dict[str, str]:
     """A key per stage from its params values, code files and the keys of the stages it reads from."""
     stages = pipeline_stages(pipeline)
     values = to_dict(params)
-    producer = {
-        out: name for name, spec in stages.items() for out in _paths(spec.get("outs")) + _paths(spec.get("metrics"))
-    }
+    producer = {out: name for name, spec in stages.items() for out in _outputs(spec)}
     keys: dict[str, str] = {}
     for name, spec in stages.items():
         upstream, code = {}, {}
@@ -69,14 +72,15 @@ def stage_keys(params: Params, pipeline: Path = PIPELINE) -> dict[str, str]:
             else:
                 code[dep] = _code_digest(pipeline.parent / resolve(dep, values))
         settings = {key: _lookup(values, key) for key in spec.get("params", [])}
-        keys[name] = fingerprint(name, settings, code, upstream, stage_outputs(name, params, pipeline))
+        outputs = [resolve(out, values) for out in _outputs(spec)]
+        keys[name] = fingerprint(name, settings, code, upstream, outputs)
     return keys
 
 
 def stage_outputs(stage: str, params: Params, pipeline: Path = PIPELINE) -> list[str]:
     """The paths ``stage`` writes (its ``outs`` and ``metrics`` in ``dvc.yaml``) under ``params``."""
-    spec = pipeline_stages(pipeline)[stage]
-    return [resolve(out, to_dict(params)) for out in _paths(spec.get("outs")) + _paths(spec.get("metrics"))]
+    values = to_dict(params)
+    return [resolve(out, values) for out in _outputs(pipeline_stages(pipeline)[stage])]
 
 
 def dvc_inputs_md5(stage: str, params: Params, lock_path: str | Path, pipeline: Path = PIPELINE) -> str | None:

@@ -182,10 +182,11 @@ def register_checkpoint(
     if active is None:
         return None
     client = MlflowClient()
+    location = str(Path(checkpoint).resolve())
     model = mlflow.create_external_model(
         name=f"checkpoint-{step}",
         source_run_id=active.info.run_id,
-        tags={"rlvr.checkpoint": str(Path(checkpoint).resolve())},
+        tags={"rlvr.checkpoint": location},
         params={"step": str(step)},
         model_type="transformers",
     )
@@ -194,7 +195,7 @@ def register_checkpoint(
     best = {f"best.{key}": float(value) for key, value in metrics.items()}
     mlflow.log_metrics(best, step=step, model_id=model.model_id)
     score = float(metrics[key_metric])
-    tags = {"step": str(step), key_metric: str(score), "rlvr.checkpoint": str(Path(checkpoint).resolve())}
+    tags = {"step": str(step), key_metric: str(score), "rlvr.checkpoint": location}
     version = mlflow.register_model(f"models:/{model.model_id}", name, tags=tags)
     try:
         holder = client.get_model_version_by_alias(name, BEST_ALIAS)

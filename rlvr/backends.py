@@ -16,10 +16,37 @@ from rlvr.metrics import Protocol
 BACKENDS = ("transformers", "vllm")
 
 
-class TransformersBackend:
-    """``model.generate`` in batches of ``batch_size`` sequences, shortest prompts first."""
+def stop_token_ids(tokenizer, generation_config, stop: list[str]) -> list[int]:
+    """Token ids generation ends at: the model's end-of-text/-turn ids (tokenizer and generation config) and every
+    stop string that is one token of the vocabulary (for Qwen: ``<|im_end|>`` 151645, ``<|endoftext|>`` 151643)."""
+    ids = [tokenizer.eos_token_id, getattr(generation_config, "eos_token_id", None)]
+    vocabulary = tokenizer.get_vocab()
+    ids += [vocabulary.get(text) for text in stop]
+    flat = [i for entry in ids for i in (entry if isinstance(entry, list | tuple) else [entry])]
+    return sorted({int(i) for i in flat if i is not None})
 
-    def __init__(self, model_dir: str | Path, batch_size: int) -> None:
+
+def _generation_config(model_dir: str | Path):
+    """The model directory's generation config (its end-of-text ids), or None where it has none."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model_dir)
+    except OSError:
+        return None
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """``text`` up to the first of the ``stop`` strings (generation stops after it; the text ends before it)."""
+    for string in stop:
+        text = text.split(string, 1)[0]
+    return text
+
+
+class TransformersBackend:
+    """``model.generate`` in batches of ``batch_size`` sequences, shortest prompts first, stopping at ``stop``."""
+
+    def __init__(self, model_dir: str | Path, batch_size: int, stop: list[str] = ()) -> None:
         import torch
 
         from rlvr.grpo import load_policy
@@ -28,6 +55,8 @@ class TransformersBackend:
         if torch.cuda.is_available():
             self.model = self.model.to("cuda", dtype=torch.bfloat16)
         self.batch_size = batch_size
+        self.stop = list(stop)
+        self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config, self.stop)
 
     def generate(self, prompts: list[str], protocol: Protocol, max_new_tokens: int, seed: int) -> list[list[str]]:
         import torch
@@ -55,29 +84,41 @@ class TransformersBackend:
                     max_new_tokens=max_new_tokens,
                     num_return_sequences=n,
                     pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.stop_ids,
+                    stop_strings=self.stop or None,
+                    tokenizer=self.tokenizer,
                     **sampling,
                 )
-            texts = self.tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+            generated = output[:, encoded["input_ids"].shape[1] :]
+            decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+            texts = [cut_at_stop(text, self.stop) for text in decoded]
             for position, i in enumerate(batch):
                 completions[i] = texts[position * n : (position + 1) * n]
         return completions
 
 
-def vllm_sampling_kwargs(protocol: Protocol, max_new_tokens: int, seed: int) -> dict[str, Any]:
-    """Arguments of ``vllm.SamplingParams`` for a protocol (greedy is temperature 0 in vLLM)."""
+def vllm_sampling_kwargs(
+    protocol: Protocol, max_new_tokens: int, seed: int, stop: list[str] = (), stop_ids: list[int] = ()
+) -> dict[str, Any]:
+    """Arguments of ``vllm.SamplingParams`` for a protocol (greedy is temperature 0 in vLLM), with the stop
+    strings and token ids of the official evaluation."""
     return {
         "n": protocol.num_samples,
         "temperature": protocol.temperature,
         "top_p": protocol.top_p if protocol.temperature > 0 else 1.0,
         "max_tokens": max_new_tokens,
         "seed": seed,
+        "stop": list(stop),
+        "stop_token_ids": list(stop_ids),
     }
 
 
 class VllmBackend:
     """vLLM offline generation; ``tensor_parallel_size`` GPUs per model."""
 
-    def __init__(self, model_dir: str | Path, tensor_parallel_size: int, gpu_memory_utilization: float) -> None:
+    def __init__(
+        self, model_dir: str | Path, tensor_parallel_size: int, gpu_memory_utilization: float, stop: list[str] = ()
+    ) -> None:
         try:
             from vllm import LLM
         except ImportError as error:
@@ -88,11 +129,13 @@ class VllmBackend:
             gpu_memory_utilization=gpu_memory_utilization,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self.stop = list(stop)
+        self.stop_ids = stop_token_ids(self.tokenizer, _generation_config(model_dir), self.stop)
 
     def generate(self, prompts: list[str], protocol: Protocol, max_new_tokens: int, seed: int) -> list[list[str]]:
         from vllm import SamplingParams, TokensPrompt
 
-        params = SamplingParams(**vllm_sampling_kwargs(protocol, max_new_tokens, seed))
+        params = SamplingParams(**vllm_sampling_kwargs(protocol, max_new_tokens, seed, self.stop, self.stop_ids))
         # token ids, not text: the rendered prompt already holds its special tokens
         inputs = [TokensPrompt(prompt_token_ids=self.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
         outputs = self.llm.generate(inputs, params, use_tqdm=True)
@@ -115,7 +158,7 @@ class VllmBackend:
 def make_backend(name: str, model_dir: str | Path, config) -> TransformersBackend | VllmBackend:
     """The backend ``name`` for the model in ``model_dir``; ``config`` is the :class:`EvaluateConfig`."""
     if name == "vllm":
-        return VllmBackend(model_dir, config.tensor_parallel_size, config.gpu_memory_utilization)
+        return VllmBackend(model_dir, config.tensor_parallel_size, config.gpu_memory_utilization, config.stop)
     if name == "transformers":
-        return TransformersBackend(model_dir, config.batch_size)
+        return TransformersBackend(model_dir, config.batch_size, config.stop)
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")

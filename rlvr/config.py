@@ -56,20 +56,29 @@ class TrackingConfig:
 class ModelConfig:
     """The base model: ``embedded`` (SmolLM2-135M-Instruct GGUF), a Hub id, or a local directory; and its prompt.
 
-    ``template`` names a prompt template (``rlvr.templates``): ``chat`` (the model's own chat template with
-    ``system_prompt`` and ``instruction``), ``qwen25-math-cot`` or ``r1-distill``.
+    ``template`` names the evaluation prompt template (``rlvr.templates``): ``chat`` (the model's own chat
+    template with ``system_prompt`` and ``instruction``), ``qwen25-math-cot``, ``r1-distill`` or ``paper-train``;
+    ``train_template`` the rollouts' (history and train stages; null: the same as ``template``).
     """
 
     source: str = "embedded"
     template: str = "chat"
+    train_template: str | None = None
     system_prompt: str = ""
     instruction: str = "Put your final answer within \\boxed{}."
+
+    @property
+    def rollout_template(self) -> str:
+        """The template of the training rollouts."""
+        return self.train_template or self.template
 
     def __post_init__(self) -> None:
         from rlvr.templates import TEMPLATES
 
-        if self.template not in TEMPLATES:
-            raise ConfigError(f"model.template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
+        for key in ("template", "train_template"):
+            name = getattr(self, key)
+            if name is not None and name not in TEMPLATES:
+                raise ConfigError(f"model.{key} must be one of {', '.join(TEMPLATES)}, got {name!r}")
 
 
 @dataclass
@@ -261,11 +270,13 @@ class EvaluateConfig:
     Each benchmark has a protocol (samples per problem, temperature, top_p): the paper's by default (greedy;
     8 samples at 0.6 for AIME24, AIME25, AMC23), overridden per benchmark name in ``protocols``. ``backend``:
     ``transformers`` (CPU or GPU, batched) or ``vllm`` (GPU; ``tensor_parallel_size``). ``limit``: the first
-    problems of each benchmark only. ``batch_size`` counts generated sequences (transformers backend).
+    problems of each benchmark only. ``batch_size`` counts generated sequences (transformers backend). ``stop``:
+    generation ends at these strings (the official evaluation's) and at the model's end-of-turn/-text tokens.
     """
 
     backend: str = "transformers"
     max_new_tokens: int = 128
+    stop: list[str] = field(default_factory=lambda: ["</s>", "<|im_end|>", "<|endoftext|>"])
     batch_size: int = 32
     limit: int | None = None
     seed: int = 0
@@ -290,7 +301,8 @@ class EvaluateConfig:
 
 @dataclass
 class ReportConfig:
-    """Report options. ``headline_mode``: the grading the tables and figures use. ``step``: the step of the
+    """Report options. ``headline_mode``: the grading the tables and figures use, and the one the best checkpoint
+    is chosen by everywhere (evaluate stage, model registry, report, ``dvc exp show``). ``step``: the step of the
     second table (null: each run's last evaluated step). ``compare_experiments``: MLflow experiments whose
     pipeline runs join this run in the report, optionally narrowed by ``compare_filter`` (an MLflow filter
     on the pipeline (parent) runs, e.g. ``tags.family = 'qwen'``)."""
@@ -301,8 +313,11 @@ class ReportConfig:
     compare_filter: str = ""
 
     def __post_init__(self) -> None:
-        if self.headline_mode not in ("strict", "lenient"):
-            raise ConfigError(f"report.headline_mode must be strict or lenient, got {self.headline_mode!r}")
+        from rlvr.grading import GRADING_MODES
+
+        if self.headline_mode not in GRADING_MODES:
+            modes = ", ".join(GRADING_MODES)
+            raise ConfigError(f"report.headline_mode must be one of {modes}, got {self.headline_mode!r}")
 
 
 @dataclass

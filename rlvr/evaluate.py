@@ -24,13 +24,14 @@ from rlvr.backends import make_backend
 from rlvr.checkpoints import checkpoints
 from rlvr.config import EvaluateConfig, InputError, ModelConfig
 from rlvr.data import read_json, read_rows, write_json, write_rows
-from rlvr.metrics import Protocol, breakdown, ends_in_loop, protocol_for, self_reflects, summarise
-from rlvr.rewards import GRADING_MODES, answers_match, extract_answer, extract_choice, last_boxed
+from rlvr.grading import bounded
+from rlvr.metrics import Protocol, best_row, breakdown, ends_in_loop, protocol_for, self_reflects, summarise
+from rlvr.rewards import GRADING_MODES, grade_answer, last_boxed
 from rlvr.templates import Template, get_template
 
 logger = logging.getLogger(__name__)
 
-GRADING_VERSION = 2  # part of every fingerprint: bump when grading changes, so results are recomputed
+GRADING_VERSION = 3  # part of every fingerprint: bump when grading changes, so results are recomputed
 CHOICE_DATASETS = ("arc_easy", "arc_challenge")
 BREAKDOWN_FIELDS = ("subject", "level")
 _NOT_IN_METRIC_NAMES = re.compile(r"[^\w\-.:/]")
@@ -52,17 +53,12 @@ def suite(test_path: str | Path, test_dataset: str, benchmarks_dir: str | Path, 
     return benchmarks
 
 
-def grade_sample(completion: str, gold: str, template: Template, choice: bool) -> dict:
-    """Extracted answer and correctness under each grading mode (never raises)."""
+def grade_sample(completion: str, gold: str, template: Template, dataset: str) -> dict:
+    """Extracted answer and correctness under each grading mode (never raises, never hangs)."""
     text = template.answer_text(completion)
     record = {}
     for mode in GRADING_MODES:
-        if choice:
-            extracted = extract_choice(text, mode)
-            correct = extracted is not None and extracted.upper() == str(gold).strip().upper()
-        else:
-            extracted = extract_answer(text, mode)
-            correct = answers_match(extracted, gold)
+        extracted, correct = grade_answer(text, gold, mode, dataset, choice=dataset in CHOICE_DATASETS)
         record[f"extracted_{mode}"] = extracted
         record[f"correct_{mode}"] = bool(correct)
     return record
@@ -72,13 +68,12 @@ def sample_records(
     rows: list[dict], prompts: list[str], completions: list[list[str]], dataset: str, template: Template, tokenizer
 ) -> list[dict]:
     """One record per generated sample, graded, with its shape flags."""
-    choice = dataset in CHOICE_DATASETS
     records = []
     for index, (row, prompt, samples) in enumerate(zip(rows, prompts, completions, strict=True)):
         for number, completion in enumerate(samples):
             record = {"id": row["id"], "sample": number, "problem_index": index, "prompt": prompt}
             record |= {"completion": completion, "gold": row["answer"]}
-            record |= grade_sample(completion, row["answer"], template, choice)
+            record |= grade_sample(completion, row["answer"], template, dataset)
             record["boxed"] = last_boxed(template.answer_text(completion)) is not None
             record["length"] = len(tokenizer(completion, add_special_tokens=False)["input_ids"])
             record["repetition"] = ends_in_loop(completion)
@@ -102,7 +97,7 @@ def fingerprint(
 ) -> str:
     """Identifies one evaluation: the model's weight files, the problems, the prompt, protocol and settings."""
     weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model_dir.glob("*.safetensors"))
-    settings = [config.max_new_tokens, config.seed, config.backend, GRADING_VERSION]
+    settings = [config.max_new_tokens, config.seed, config.backend, config.stop, GRADING_VERSION]
     payload = [str(model_dir.resolve()), weights, rows, asdict(model), asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -182,9 +177,13 @@ def evaluate_model(
         backend = backend or make_backend(config.backend, model_dir, config)
         prompts = [template.render(r["problem"], model, backend.tokenizer) for r in rows]
         completions = backend.generate(prompts, protocol, config.max_new_tokens, config.seed)
+        before = bounded.stats()
         samples = sample_records(rows, prompts, completions, bench.dataset, template, backend.tokenizer)
+        after = bounded.stats()
         metrics = {"step": step, "benchmark": bench.name, "dataset": bench.dataset, "protocol": asdict(protocol)}
-        metrics |= benchmark_metrics(samples) | {"fingerprint": key}
+        metrics |= benchmark_metrics(samples)
+        metrics |= {f"grading_{key}": after[key] - before[key] for key in ("refused", "timeouts")}
+        metrics["fingerprint"] = key
         write_rows(out_dir / "samples" / f"step-{step}" / f"{bench.name}.jsonl", samples)
         write_json(metrics_path, metrics)  # last: its fingerprint marks the pair as done
         results[bench.name] = metrics
@@ -200,9 +199,11 @@ def run_evaluate(
     train_dir: str | Path,
     benchmarks: list[Benchmark],
     out_dir: str | Path,
+    headline_mode: str = "strict",
     on_result=None,
 ) -> list[dict]:
-    """The evaluate stage (see module docstring); ``on_result(step, flat_metrics)`` is called per step."""
+    """The evaluate stage (see module docstring); ``on_result(step, flat_metrics)`` is called per step. The best
+    checkpoint in ``metrics.json`` is the one with the highest benchmark average under ``headline_mode``."""
     out_dir = Path(out_dir)
     data = load_benchmarks(benchmarks, config)
     models = models_to_evaluate(base_model_dir, train_dir)
@@ -217,10 +218,7 @@ def run_evaluate(
             on_result(step, flat | {k: v for k, v in row.items() if k.startswith("average.")})
         rows_by_step.append(row)
     write_json(out_dir / "by_step.json", rows_by_step)
-    best = max(
-        rows_by_step[1:],
-        key=lambda r: (r["average.accuracy_strict"], r["average.accuracy_lenient"], -r["step"]),
-        default=None,
-    )
-    write_json(out_dir / "metrics.json", {"base": rows_by_step[0], "best": best, "num_checkpoints": len(models) - 1})
+    best = best_row(rows_by_step, headline_mode)
+    summary = {"headline_mode": headline_mode, "base": rows_by_step[0], "best": best}
+    write_json(out_dir / "metrics.json", summary | {"num_checkpoints": len(models) - 1})
     return rows_by_step

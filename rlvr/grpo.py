@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def prompt_dataset(rows: list[dict], model: ModelConfig) -> Dataset:
     """A TRL dataset with ``prompt`` (chat messages or text, per ``model.template``), ``answer`` and ``id``."""
-    template = get_template(model.template)
+    template = get_template(model.rollout_template)
     return Dataset.from_list(
         [{"prompt": template.messages(r["problem"], model), "answer": r["answer"], "id": r["id"]} for r in rows]
     )

@@ -138,7 +138,7 @@ def pass_rate_history(config: HistoryConfig, model_dir, pool: list[dict], prompt
     from rlvr.templates import get_template
 
     backend = TransformersBackend(model_dir, config.per_device_train_batch_size)
-    template = get_template(prompt.template)
+    template = get_template(prompt.rollout_template)
     prompts = [template.render(row["problem"], prompt, backend.tokenizer) for row in pool]
     protocol = Protocol(config.num_generations, config.temperature, 1.0)
     samples = backend.generate(prompts, protocol, config.max_completion_length, config.seed)

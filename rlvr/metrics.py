@@ -120,3 +120,12 @@ def breakdown(samples: list[dict], field: str, modes: tuple[str, ...]) -> dict[s
         }
         for value, group in sorted(groups.items())
     }
+
+
+def best_row(rows: list[dict], mode: str) -> dict | None:
+    """The best checkpoint's row (the paper's reported checkpoint): among steps > 0, the highest benchmark
+    average (``average.accuracy_<mode>``), the earliest step on ties; None before any checkpoint. The one
+    definition the evaluate stage, the model registry, the report and ``dvc exp show`` all use."""
+    key = f"average.accuracy_{mode}"
+    candidates = [row for row in rows if row["step"] > 0 and row.get(key) is not None]
+    return max(candidates, key=lambda row: (row[key], -row["step"]), default=None)

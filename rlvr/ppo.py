@@ -93,7 +93,7 @@ def build_ppo_trainer(
 ) -> PPOTrainer:
     """A PPOTrainer on ``rows``: policy and value model (a scalar head on the same base model) from ``model_dir``."""
     policy, tokenizer = load_policy(model_dir)
-    template = get_template(prompt.template)
+    template = get_template(prompt.rollout_template)
     prompt_ids = [
         tokenizer(template.render(row["problem"], prompt, tokenizer), add_special_tokens=False)["input_ids"]
         for row in rows

@@ -1,31 +1,25 @@
-"""Verifiable rewards in TRL's reward-function form, graded with math-verify.
+"""Verifiable rewards in TRL's reward-function form, and grading by mode, named in every result.
 
-Two grading modes, named in every result:
-- ``strict`` (the paper's training reward): only the last ``\\boxed{}`` of the response counts.
-- ``lenient`` (like the Qwen2.5-Math evaluation harness): the last ``\\boxed{}`` if there is one, else the
-  text after "the answer is", else the last number in the response.
+Grading modes (``GRADING_MODES``):
+- ``strict`` (the paper's training reward): only the last ``\\boxed{}`` of the response counts (math-verify).
+- ``lenient``: the last ``\\boxed{}`` if there is one, else the text after "the answer is", else the last number.
+- ``official``: the paper's evaluation harness (Qwen2.5-Math's), its extraction and equivalence rules
+  (``rlvr.grading.official``; ``../shared/docs/GRADERS.md``).
+Rewards by name (``REWARDS``): ``accuracy`` (strict), ``accuracy_lenient``, ``format``, and
+``accuracy_deepscaler`` (the paper's training scorer, ``rlvr.grading.deepscaler``). Grading never raises and
+never hangs: symbolic checks are bounded in time (``rlvr.grading.bounded``).
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import threading
+import importlib
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Any
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from rlvr.grading import GRADING_MODES, bounded, deepscaler, mathverify, official
+from rlvr.grading.mathverify import last_boxed
 
-logger = logging.getLogger(__name__)
-
-GRADING_MODES = ("strict", "lenient")
-# Longer answers are truncated before symbolic parsing: no gold answer is this long, and it bounds the
-# work sympy can be asked to do where signal-based time limits are unavailable (non-main threads).
-MAX_ANSWER_CHARS = 200
-TIMEOUT_SECONDS = 3
-_ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?(?:\.\s|\.?$|\n)", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+__all__ = ["GRADING_MODES", "REWARDS", "accuracy_reward", "grade", "last_boxed", "get_reward"]
 
 
 def completion_text(completion: Any) -> str:
@@ -39,92 +33,64 @@ def completion_text(completion: Any) -> str:
     return ""
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, braces balanced; None if absent."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    open_at = text.find("{", start)
-    if open_at < 0:
-        return None
-    depth = 0
-    for i in range(open_at, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_at + 1 : i].strip()
-    return None
+def prompt_text(prompt: Any) -> str:
+    """The text of a prompt given as a string or as chat messages (their contents, in order)."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence):
+        return "\n".join(completion_text(message) for message in prompt)
+    return ""
 
 
-def extract_answer(text: str, mode: str = "strict") -> str | None:
-    """The final answer of a response under ``mode`` (see module docstring); None if there is none."""
+def _check_mode(mode: str) -> None:
     if mode not in GRADING_MODES:
         raise ValueError(f"grading mode must be one of {GRADING_MODES}, got {mode!r}")
-    boxed = last_boxed(text)
-    if boxed is not None or mode == "strict":
-        return boxed or None
-    match = _ANSWER_IS.findall(text)
-    if match:
-        return match[-1].strip()
-    numbers = _NUMBER.findall(text)
-    return numbers[-1].replace(",", "") if numbers else None
 
 
-def _timeouts() -> tuple[int | None, int | None]:
-    # math-verify's time limits use SIGALRM, which only the main thread may set.
-    in_main = threading.current_thread() is threading.main_thread()
-    return (TIMEOUT_SECONDS, TIMEOUT_SECONDS) if in_main else (None, None)
-
-
-@lru_cache(maxsize=4096)
-def _parse_answer(answer: str) -> tuple:
-    parsing_timeout, _ = _timeouts()
-    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    return tuple(parse(f"\\boxed{{{answer[:MAX_ANSWER_CHARS]}}}", config, parsing_timeout=parsing_timeout))
+def extract_answer(text: str, mode: str = "strict", dataset: str | None = None) -> str | None:
+    """The final answer of a response under ``mode`` (see module docstring); None if there is none."""
+    _check_mode(mode)
+    if mode == "official":
+        return official.extract(text, dataset)
+    return mathverify.extract(text, lenient=mode == "lenient")
 
 
 def answers_match(predicted: str | None, gold: str) -> bool:
-    """True where math-verify finds ``predicted`` equivalent to ``gold``; never raises."""
+    """True where math-verify finds ``predicted`` equivalent to ``gold`` (bounded in time); never raises."""
     if not predicted or not str(gold).strip():
         return False
     if predicted.strip() == str(gold).strip():
         return True
-    try:
-        gold_parsed, pred_parsed = _parse_answer(str(gold)), _parse_answer(predicted)
-        if not gold_parsed or not pred_parsed:
-            return False
-        _, verify_timeout = _timeouts()
-        return bool(verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout))
-    except Exception as error:  # noqa: BLE001 - grading must never fail a training or evaluation run
-        logger.debug("grading failed for %r vs %r: %s", predicted, gold, error)
-        return False
+    return bounded.check("math_verify", str(gold), predicted)
 
 
-_CHOICE_IS = re.compile(r"answer is[:\s]*\(?\$?(?:\\text\{)?([A-Ea-e])\b")
-_CHOICE = re.compile(r"(?<![A-Za-z])\(?([A-E])\)?(?![A-Za-z])")
+def _official_symbolic(a: str, b: str) -> bool:
+    return bounded.check("official_symbolic", a, b)
 
 
-def extract_choice(text: str, mode: str = "strict") -> str | None:
-    """The option letter a multiple-choice response ends on: from the last ``\\boxed{}``, or (lenient) from
-    "the answer is X", else the last standalone capital A-E."""
-    boxed = last_boxed(text)
-    if boxed is not None:
-        match = _CHOICE.search(boxed.replace("\\text{", "").replace("}", ""))
-        return match.group(1) if match else None
-    if mode == "strict":
-        return None
-    answer_is = _CHOICE_IS.findall(text)
-    if answer_is:
-        return answer_is[-1].upper()
-    letters = _CHOICE.findall(text)
-    return letters[-1] if letters else None
+def _deepscaler_symbolic(gold: str, given: str) -> bool:
+    return bounded.check("deepscaler_sympy", gold, given)
 
 
-def grade(completion: Any, gold: str, mode: str = "strict") -> float:
+def grade_answer(
+    text: str, gold: str, mode: str, dataset: str | None = None, choice: bool = False
+) -> tuple[str | None, bool]:
+    """``(extracted answer, correct)`` of a response's text under ``mode``; ``dataset`` names the benchmark
+    where the official harness grades it its own way (Minerva keeps unit words); ``choice``: a multiple-choice
+    question graded on its option letter (the official mode has its own letter rules)."""
+    _check_mode(mode)
+    if mode == "official":
+        return official.grade(text, str(gold), _official_symbolic, dataset)
+    if choice:
+        letter = mathverify.extract_choice(text, lenient=mode == "lenient")
+        return letter, letter is not None and letter.upper() == str(gold).strip().upper()
+    extracted = extract_answer(text, mode)
+    return extracted, answers_match(extracted, gold)
+
+
+def grade(completion: Any, gold: str, mode: str = "strict", dataset: str | None = None) -> float:
     """1.0 where the completion's answer (under ``mode``) equals ``gold``, else 0.0."""
-    return float(answers_match(extract_answer(completion_text(completion), mode), gold))
+    return float(grade_answer(completion_text(completion), gold, mode, dataset)[1])
 
 
 def grade_all(completions: list, answer: list[str], mode: str) -> list[float]:
@@ -142,6 +108,18 @@ def lenient_accuracy_reward(completions: list, answer: list[str], **kwargs: Any)
     return grade_all(completions, answer, "lenient")
 
 
+def deepscaler_accuracy_reward(
+    completions: list, answer: list[str], prompts: list | None = None, **kwargs: Any
+) -> list[float]:
+    """TRL reward: the paper's training scorer (DeepScaleR's) on the prompt followed by the completion, so a
+    completion without a box is graded on the prompt's empty ``\\boxed{}`` (1.0 only for an empty gold)."""
+    prompts = prompts if prompts is not None else [""] * len(completions)
+    return [
+        deepscaler.score(completion_text(completion), str(gold), _deepscaler_symbolic, prompt_text(prompt))[1]
+        for completion, gold, prompt in zip(completions, answer, prompts, strict=True)
+    ]
+
+
 def format_reward(completions: list, **kwargs: Any) -> list[float]:
     """TRL reward: 1.0 for a response with a non-empty final ``\\boxed{}``, whatever its content."""
     return [float(bool(last_boxed(completion_text(completion)))) for completion in completions]
@@ -150,6 +128,7 @@ def format_reward(completions: list, **kwargs: Any) -> list[float]:
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "accuracy": accuracy_reward,
     "accuracy_lenient": lenient_accuracy_reward,
+    "accuracy_deepscaler": deepscaler_accuracy_reward,
     "format": format_reward,
 }
 
@@ -157,8 +136,6 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
 def get_reward(name: str) -> Callable[..., list[float]]:
     """The reward registered under ``name``, or a researcher's own TRL reward given as ``module:function``."""
     if ":" in name:
-        import importlib
-
         module, _, function = name.partition(":")
         try:
             return getattr(importlib.import_module(module), function)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rlvr.config import Params
 from rlvr.data import read_json, read_records, read_rows
+from rlvr.metrics import best_row
 from rlvr.registry import BENCHMARKS
 from rlvr.select import parse_ranks
 
@@ -47,18 +48,21 @@ class RunResult:
         return statistics.fmean(values) if values else None
 
     def best_step(self, mode: str) -> int | None:
-        """The checkpoint (step > 0) with the best benchmark average, the paper's reported checkpoint."""
-        steps = [s for s in self.evals if s > 0 and self.value(s, "average", f"accuracy_{mode}") is not None]
-        return max(steps, key=lambda s: (self.value(s, "average", f"accuracy_{mode}"), -s), default=None)
+        """The best checkpoint under ``mode`` (``rlvr.metrics.best_row``: the paper's reported checkpoint)."""
+        best = best_row([{"step": step, **metrics} for step, metrics in self.evals.items()], mode)
+        return None if best is None else best["step"]
 
     def saturation_step(self) -> int | None:
         """The first step where the training example's accuracy reaches 100%."""
         return next((s for s, v in sorted(self.train_accuracy.items()) if v >= 1.0), None)
 
 
+PAPER_REWARDS = ("accuracy", "accuracy_deepscaler")  # the paper's 0/1 reward on the last box (ours, its scorer)
+
+
 def paper_setting(pool: str, method: str, ranks: str, reward: str) -> str | None:
     """The paper's label of a training set selected from DSR-sub by the variance score, e.g. ``{pi_1, pi_13}``."""
-    if pool != "dsr_sub" or method != "std" or reward != "accuracy":
+    if pool != "dsr_sub" or method != "std" or reward not in PAPER_REWARDS:
         return None
     return "{" + ", ".join(f"pi_{r}" for r in parse_ranks(ranks)) + "}"
 
@@ -130,6 +134,7 @@ def _from_stage_runs(client, parent, stages: dict) -> RunResult:
         model=model,
         examples=examples,
         reward=reward,
+        algorithm=param("train", "algorithm", "grpo"),
         setting=paper_setting(param("data", "pool"), param("select", "method"), param("select", "ranks", "1"), reward)
         if "select" in stages
         else None,

@@ -1,15 +1,17 @@
 """Example selection: score pool examples from their history, rank them, keep some ranks, repeat the rows.
 
 Methods (``METHODS``), each scoring a whole history ``{id: [acc_epoch_0, ...]}``; higher ranks first:
-- ``std``: historical variance score (the paper's): population std of the example's accuracies over all of
-  its epochs, whatever their number (as the official code's ``np.std``).
+- ``std``: historical variance score (the paper's): ``numpy.std`` (population, ddof 0) of the example's
+  accuracies over all of its epochs, whatever their number, unrounded, as the official code computes it.
 - ``random``: a seeded uniform draw per example, the history ignored.
 - ``lim``: alignment with the pool's mean accuracy curve,
   ``1 - sum_i (acc_i - mean_i)^2 / sum_i (1 - mean_i)^2`` over the epochs all non-empty histories share
   (the official code truncates every history to the shortest non-empty one, and so does this).
 - ``pass_rate``: a pass rate nearest 0.5 is best: ``-|acc_0 - 0.5|`` on the first epoch (the base model's
   pass rate; the history stage's ``pass_rate`` source gives exactly that without any training).
-An empty history scores NaN and ranks last. Ties are broken by id (numeric ids by value), stably.
+An empty history scores NaN and ranks last. Ties keep the history file's order (a stable sort by descending
+score, the official script's), so every rank equals the official one. Examples without a gold answer (DSR-sub's
+265) keep their rank but cannot be selected for training.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import statistics
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
+
 from rlvr.config import InputError
 from rlvr.data import atomic_write_text, read_json, read_rows, write_rows
 
@@ -30,7 +34,7 @@ History = dict[str, list[float]]
 
 
 def std_scores(history: History, seed: int = 0) -> dict[str, float]:
-    return {key: statistics.pstdev(values) if values else math.nan for key, values in history.items()}
+    return {key: float(np.std(values)) if values else math.nan for key, values in history.items()}
 
 
 def random_scores(history: History, seed: int = 0) -> dict[str, float]:
@@ -84,10 +88,9 @@ def parse_ranks(ranks: str) -> list[int]:
 
 
 def validate_history(history: object, pool_ids: set[str], origin: str, excluded: Iterable[str] = ()) -> History:
-    """``history`` with string ids and float values, or an error naming ``origin`` and what is wrong.
-
-    Ids in ``excluded`` (pool rows left out for lack of a gold answer) are dropped with a warning.
-    """
+    """``history`` with string ids and float values (file order kept), or an error naming ``origin`` and what is
+    wrong. Ids in ``excluded`` (pool rows left out for lack of a gold answer) may be absent from the pool: they
+    keep their place in the ranking but cannot be selected."""
     if not isinstance(history, dict):
         raise InputError(f"{origin}: a history is a JSON object {{id: [acc_epoch_0, ...]}}")
     result: History = {}
@@ -97,11 +100,7 @@ def validate_history(history: object, pool_ids: set[str], origin: str, excluded:
         ):
             raise InputError(f"{origin}: history of id {key!r} is not a list of accuracies in [0, 1]")
         result[str(key)] = [float(v) for v in values]
-    dropped = sorted(set(result) & set(excluded))
-    if dropped:
-        logger.warning("%s: %d ids have no gold answer in the pool and are left out: %s", origin, len(dropped), dropped)
-        result = {key: values for key, values in result.items() if key not in dropped}
-    unknown = sorted(set(result) - pool_ids)
+    unknown = sorted(set(result) - pool_ids - set(excluded))
     if unknown:
         raise InputError(
             f"{origin}: {len(unknown)} of {len(result)} history ids are not in the pool, e.g. {unknown[:5]}"
@@ -115,15 +114,11 @@ def id_order(example_id: str) -> tuple:
 
 
 def rank(history: History, method: str = "std", seed: int = 0) -> list[tuple[str, float]]:
-    """``(id, score)`` by descending score, NaN last; ties (equal to 12 decimals) broken by id, stably."""
+    """``(id, score)`` by descending score, NaN last; ties keep the history's order (a stable sort)."""
     if method not in METHODS:
         raise ValueError(f"unknown selection method {method!r}; choose one of {sorted(METHODS)}")
-
-    def key(item: tuple[str, float]) -> tuple:
-        example_id, value = item
-        return (math.isnan(value), 0.0 if math.isnan(value) else -round(value, 12), id_order(example_id))
-
-    return sorted(METHODS[method](history, seed).items(), key=key)
+    scores = METHODS[method](history, seed)
+    return sorted(((key, scores[key]) for key in history), key=lambda item: (math.isnan(item[1]), -item[1]))
 
 
 def repeat_rows(chosen: list[dict], repeat: int) -> list[dict]:
@@ -143,7 +138,8 @@ def select(
 ) -> tuple[list[dict], list[dict]]:
     """The selected rows (the pool rows of ``ranks``, in rank order, repeated) and the ranking table.
 
-    Pool rows without a gold answer, and the ids in ``excluded``, cannot be selected.
+    Examples without a gold answer (pool rows with an empty answer, and the ids in ``excluded``) are ranked but
+    asking for their rank is an error naming them.
     """
     by_id = {row["id"]: row for row in pool if str(row["answer"]).strip()}
     excluded = {row["id"] for row in pool if row["id"] not in by_id} | set(excluded)
@@ -152,7 +148,12 @@ def select(
     wanted = parse_ranks(ranks)
     if max(wanted) > len(ranking):
         raise ValueError(f"rank {max(wanted)} asked for, but {origin} ranks only {len(ranking)} examples")
+    for r in wanted:
+        if ranking[r - 1][0] not in by_id:
+            example = ranking[r - 1][0]
+            raise ValueError(f"rank {r} is example {example}, which has no gold answer: it cannot be trained on")
     rows = repeat_rows([by_id[ranking[r - 1][0]] for r in wanted], repeat)
+    missing = {"answer": "", "problem": ""}
     table = [
         {
             "rank": position,
@@ -160,8 +161,9 @@ def select(
             "score": value,
             "mean_accuracy": statistics.fmean(history[example_id]) if history[example_id] else math.nan,
             "epochs": len(history[example_id]),
-            "answer": by_id[example_id]["answer"],
-            "problem": by_id[example_id]["problem"][:100].replace("\n", " "),
+            "answer": by_id.get(example_id, missing)["answer"],
+            "problem": by_id.get(example_id, missing)["problem"][:100].replace("\n", " "),
+            "trainable": example_id in by_id,
         }
         for position, (example_id, value) in enumerate(ranking, 1)
     ]

@@ -120,6 +120,7 @@ def evaluate(
             train_dir,
             benchmarks,
             out_dir,
+            params.report.headline_mode,
             on_result=lambda step, metrics: tracking.log_metrics(metrics, step),
         )
         tracking.log_artifact(Path(out_dir) / "metrics.json")

@@ -5,6 +5,10 @@
 - ``qwen25-math-cot``: the Qwen2.5-Math evaluation prompt of the paper, byte for byte, as plain text.
 - ``r1-distill``: DeepSeek-R1-Distill's own chat template (it opens a ``<think>`` block) with the instruction in
   the user turn; answers are graded only after ``</think>``.
+- ``paper-train``: the paper's training prompt: the model's own chat template, the problem followed by a space and
+  "Let's think step by step and output the final answer within \\boxed{}." as the only user turn (Qwen2.5-Math's
+  template adds its default system message). The paper trains with it and evaluates with ``qwen25-math-cot``
+  (``model.train_template`` and ``model.template``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ QWEN25_MATH_COT = (
     "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
 )
 R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+TRAIN_SUFFIX = "Let's think step by step and output the final answer within \\boxed{}."
 THINK_END = "</think>"
 
 
@@ -28,11 +33,14 @@ class Template:
     name: str
     thinking: bool = False
     plain_text: str | None = None  # a fixed text template with a ``{question}`` field, instead of a chat template
+    suffix: str | None = None  # a fixed text after the problem (one space between), instead of model.instruction
 
     def messages(self, problem: str, model: ModelConfig) -> list[dict[str, str]] | str:
         """The prompt as TRL takes it: chat messages, or plain text for a fixed text template."""
         if self.plain_text is not None:
             return self.plain_text.replace("{question}", problem)
+        if self.suffix is not None:
+            return [{"role": "user", "content": f"{problem} {self.suffix}"}]
         instruction = R1_INSTRUCTION if self.name == "r1-distill" else model.instruction
         system = [] if self.name == "r1-distill" or not model.system_prompt else [model.system_prompt]
         user = f"{problem}\n{instruction}" if instruction else problem
@@ -59,6 +67,7 @@ TEMPLATES: dict[str, Template] = {
         Template("chat"),
         Template("qwen25-math-cot", plain_text=QWEN25_MATH_COT),
         Template("r1-distill", thinking=True),
+        Template("paper-train", suffix=TRAIN_SUFFIX),
     )
 }
 

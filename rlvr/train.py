@@ -47,6 +47,7 @@ def effective_config(params: Params) -> dict[str, Any]:
     """What the train stage of ``params`` runs with: our settings, the batch per step, the launch, and the
     full TRL trainer configuration (as JSON-ready values)."""
     from rlvr.launch import launch_command
+    from rlvr.templates import get_template
 
     config = params.train
     completions = config.completions_per_step
@@ -56,6 +57,9 @@ def effective_config(params: Params) -> dict[str, Any]:
         "algorithm": config.algorithm,
         "model": params.model.source,
         "template": params.model.template,
+        "train_template": params.model.rollout_template,
+        "train_prompt": get_template(params.model.rollout_template).messages("{problem}", params.model),
+        "headline_mode": params.report.headline_mode,
         "reward": config.reward,
         "policy_loss": config.policy_loss,
         "label": config.label,

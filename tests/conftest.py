@@ -14,15 +14,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RLVR_SHARED_DATA", ROOT.parent / "shared" / "data"))
-PAPER_MD = SHARED_DATA.parent / "docs" / "PAPER.md"
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    """The reference data folder beside the checkout; tests using it skip where it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The reference data folder beside the checkout; tests using it skip where it is absent (fail under CI)."""
+    return require("data")
 
 
 def run_module(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess:
@@ -58,3 +55,15 @@ def tiny_model(embedded_model, tmp_path_factory) -> Path:
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(embedded_model).save_pretrained(out)
     return out
+
+
+def require(relative: str) -> Path:
+    """A file of the reference folder beside the checkout (``data/...`` or ``docs/...``). Where it is absent the
+    test skips, except under ``CI=true``, where a missing file fails the test rather than hiding it."""
+    path = SHARED_DATA.parent / relative
+    if not path.exists():
+        message = f"reference file not found: {path}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: skips are not allowed)")
+        pytest.skip(message)
+    return path

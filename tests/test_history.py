@@ -40,7 +40,8 @@ def test_import_validates_ids_and_values(tmp_path):
     path.write_text(json.dumps({"0": [0.5], "7": [0.5], "8": [0.5], "9": [1.0]}))
     with pytest.raises(InputError, match=r"acc_step_500.json: 3 of 4 history ids are not in the pool, e.g. \['7', '8'"):
         import_history(path, pool)
-    assert import_history(path, pool, excluded={"7", "8", "9"}) == {"0": [0.5]}  # rows without gold answer
+    # ids of pool rows without a gold answer stay (they keep their place in the official ranking)
+    assert import_history(path, pool, excluded={"7", "8", "9"}) == {"0": [0.5], "7": [0.5], "8": [0.5], "9": [1.0]}
     path.write_text(json.dumps([0.5]))
     with pytest.raises(InputError, match="a history is a JSON object"):
         import_history(path, pool)

@@ -73,8 +73,12 @@ def test_vllm_sampling_arguments():
         "top_p": 0.95,
         "max_tokens": 3072,
         "seed": 1,
+        "stop": [],
+        "stop_token_ids": [],
     }
-    assert vllm_sampling_kwargs(Protocol(), 10, 0)["temperature"] == 0.0
+    greedy = vllm_sampling_kwargs(Protocol(), 10, 0, ["</s>", "<|im_end|>"], [151643, 151645])
+    assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0
+    assert greedy["stop"] == ["</s>", "<|im_end|>"] and greedy["stop_token_ids"] == [151643, 151645]
 
 
 def test_flat_metric_names_are_valid_mlflow_names():

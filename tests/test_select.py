@@ -19,8 +19,10 @@ HISTORY = {
 POOL = [{"id": k, "problem": f"problem {k}", "answer": str(i), "source": "t"} for i, k in enumerate(HISTORY)]
 
 
-def test_rank_by_historical_variance_with_ties_broken_by_id():
+def test_rank_by_historical_variance_with_ties_in_history_order():
     assert [example_id for example_id, _ in rank(HISTORY)] == ["d", "b", "e", "a", "c"]
+    reordered = {key: HISTORY[key] for key in ("c", "e", "b", "a", "d")}
+    assert [example_id for example_id, _ in rank(reordered)] == ["d", "b", "e", "c", "a"]  # a, c tie: file order
 
 
 @pytest.mark.parametrize(
@@ -117,7 +119,7 @@ def test_lim_matches_the_official_formula_on_unequal_lengths():
     expected = _official_lim(history)
     ranking = rank(history, "lim")
     assert dict(ranking) == pytest.approx(expected)
-    assert [k for k, _ in ranking] == sorted(expected, key=lambda k: (-round(expected[k], 12), k))
+    assert [k for k, _ in ranking] == sorted(expected, key=lambda k: -expected[k])  # stable: ties in file order
     # by hand: common epochs 2, pool means (0.4375, 0.8125)
     assert METHODS["lim"](history, 0)["b"] == pytest.approx(1 - (0.0625**2 + 0.3125**2) / (0.5625**2 + 0.1875**2))
 
@@ -131,14 +133,42 @@ def test_random_is_seeded_and_ignores_the_history():
 
 def test_pass_rate_prefers_rates_nearest_one_half_and_empty_histories_rank_last():
     history = {"d": [], "c": [0.875, 0.0], "b": [0.125], "a": [0.5], "e": [0.0]}
-    assert [k for k, _ in rank(history, "pass_rate")] == ["a", "b", "c", "e", "d"]
+    assert [k for k, _ in rank(history, "pass_rate")] == ["a", "c", "b", "e", "d"]  # c and b tie: file order
     assert [k for k, _ in rank(history, "std")][-1] == "d"
 
 
-def test_pool_rows_without_gold_answer_cannot_be_selected():
-    pool = [*POOL[:-1], {**POOL[-1], "answer": ""}]  # "e" has no gold answer
-    rows, table = select(HISTORY, pool, "std", "1-4", 4)
-    assert "e" not in {r["id"] for r in rows} | {t["id"] for t in table}
+def test_examples_without_gold_answer_keep_their_rank_but_cannot_be_selected():
+    pool = [*POOL[:-1], {**POOL[-1], "answer": ""}]  # "e" (rank 3) has no gold answer
+    rows, table = select(HISTORY, pool, "std", "1,2,4", 3)
+    assert [r["id"] for r in rows] == ["d", "b", "a"]
+    assert [(t["rank"], t["id"], t["trainable"]) for t in table][2] == (3, "e", False)
+    with pytest.raises(ValueError, match="rank 3 is example e, which has no gold answer"):
+        select(HISTORY, pool, "std", "1-3", 3)
+    # the data stage leaves such rows out of the pool file and names them in its manifest
+    rows, table = select(HISTORY, POOL[:-1], "std", "4", 1, excluded=["e"])
+    assert [r["id"] for r in rows] == ["a"] and table[2]["id"] == "e"
+
+
+def test_official_ranking_on_a_hand_made_history_with_ties_and_an_empty_gold():
+    """Ranks as the official script gives them: numpy std, unrounded, stable sort (ties in file order)."""
+    history = {
+        "7": [0.0, 0.5, 1.0],  # std 0.408
+        "3": [0.125, 0.875],  # std 0.375 ...
+        "265": [0.25, 1.0],  # ... the same: after 3 (file order), and without a gold answer
+        "9": [0.875, 0.125],  # ... the same again: after 265
+        "1": [1.0, 1.0, 1.0],  # std 0, tied with 4 and 2 below, in this order
+        "4": [0.5],
+        "2": [0.0, 0.0],
+        "8": [],  # empty: last
+    }
+    pool = [{"id": k, "problem": f"p{k}", "answer": str(k), "source": "t"} for k in history if k != "265"]
+    ranking = rank(history)
+    assert [k for k, _ in ranking] == ["7", "3", "265", "9", "1", "4", "2", "8"]
+    assert [score for _, score in ranking[:4]] == [float(np.std(history[k])) for k in ("7", "3", "265", "9")]
+    rows, _ = select(history, pool, "std", "1,4,7", 3, excluded=["265"])
+    assert [r["id"] for r in rows] == ["7", "9", "2"]
+    with pytest.raises(ValueError, match="rank 3 is example 265, which has no gold answer: it cannot be trained on"):
+        select(history, pool, "std", "3", 1, excluded=["265"])
 
 
 def _official_style_history(pool_ids: list[str]) -> dict:
@@ -146,17 +176,33 @@ def _official_style_history(pool_ids: list[str]) -> dict:
     return {i: [int(x) / 8 for x in rng.integers(0, 9, size=int(rng.integers(1, 8)))] for i in pool_ids}
 
 
-def test_must_show_cli_on_dsr_sub_with_an_official_format_history(tmp_path, shared_data):
+def _official_ranking(history: dict) -> list[str]:
+    """The official script's order, written out literally: numpy std, stable sort by descending score."""
+    scores = [(key, float(np.std(values))) for key, values in history.items()]
+    return [key for key, _ in sorted(scores, key=lambda item: item[1], reverse=True)]
+
+
+def test_must_show_ranks_1_13_1207_1208_1209_of_dsr_sub_from_an_official_format_history(tmp_path, shared_data):
+    """Every rank 1..1209 is the official one (265, without gold, keeps its place); the lowest ranks can be
+    trained on; asking for 265's rank is a one-line error naming it."""
     pool_path = shared_data / "pools" / "dsr_sub.parquet"
-    pool = {row["id"]: row for row in read_rows(pool_path)}
-    history = _official_style_history(list(pool))  # every index, histories of unequal length
+    pool = {row["id"]: row for row in read_rows(pool_path)}  # 1,209 rows, 265's answer empty
+    history = _official_style_history(list(pool))  # every index, 1-7 epochs, many ties
     (tmp_path / "acc_step_500.json").write_text(json.dumps(history))
-    args = ["--history", "acc_step_500.json", "--pool", str(pool_path), "--method", "std", "--ranks", "1,2,13"]
-    result = run_module(tmp_path, "pipelines.select", *args, "--repeat", "1", "--out", "x.jsonl")
+    official = _official_ranking(history)
+    _, table = select(history, list(pool.values()), "std", "1", 1)
+    assert [t["id"] for t in table] == official and len(official) == 1209
+    ranks = [1, 13, 1207, 1208, 1209]
+    expected = [official[r - 1] for r in ranks if official[r - 1] != "265"]
+    args = ["--history", "acc_step_500.json", "--pool", str(pool_path), "--method", "std"]
+    chosen = ",".join(str(r) for r in ranks if official[r - 1] != "265")
+    result = run_module(tmp_path, "pipelines.select", *args, "--ranks", chosen, "--repeat", "1", "--out", "x.jsonl")
     assert result.returncode == 0, result.stderr
-    # reference ranking as the official code computes it (numpy std), the empty-answer row excluded
-    scored = sorted((-round(float(np.std(v)), 12), int(k)) for k, v in history.items() if pool[k]["answer"])
-    expected = [str(scored[0][1]), str(scored[1][1]), str(scored[12][1])]
     rows = read_rows(tmp_path / "x.jsonl")
-    assert [r["id"] for r in rows] == expected
-    assert [r["answer"] for r in rows] == [pool[i]["answer"] for i in expected] and all(r["answer"] for r in rows)
+    assert [r["id"] for r in rows] == expected and all(r["answer"] == pool[r["id"]]["answer"] for r in rows)
+    print("ranks", chosen, "->", [(r["id"], r["answer"]) for r in rows])
+    rank_265 = official.index("265") + 1
+    refused = run_module(tmp_path, "pipelines.select", *args, "--ranks", str(rank_265), "--out", "y.jsonl")
+    assert refused.returncode == 2 and not (tmp_path / "y.jsonl").exists()
+    message = f"rank {rank_265} is example 265, which has no gold answer: it cannot be trained on"
+    assert refused.stderr.strip() == f"error: {message}"

@@ -1,7 +1,6 @@
 import re
 
-import pytest
-from conftest import PAPER_MD
+from conftest import require
 
 from rlvr.config import ModelConfig
 from rlvr.data import read_records
@@ -10,13 +9,9 @@ from rlvr.registry import load
 from rlvr.rewards import grade
 from rlvr.templates import QWEN25_MATH_COT, get_template
 
-PAPER = PAPER_MD
-
 
 def test_qwen25_math_cot_is_byte_identical_to_the_paper():
-    if not PAPER.is_file():
-        pytest.skip("PAPER.md not found")
-    (written,) = re.findall(r"`(<\|im_start\|>system.*?)`", PAPER.read_text())
+    (written,) = re.findall(r"`(<\|im_start\|>system.*?)`", require("docs/PAPER.md").read_text())
     assert written.replace("\\n", "\n") == QWEN25_MATH_COT
     prompt = get_template("qwen25-math-cot").render("What is 1+1?", ModelConfig(), tokenizer=None)
     assert prompt.endswith("<|im_start|>user\nWhat is 1+1?<|im_end|>\n<|im_start|>assistant\n")
@@ -31,20 +26,30 @@ def test_thinking_models_are_graded_after_the_think_block():
     template = get_template("r1-distill")
     assert template.answer_text("maybe \\boxed{3}</think>so \\boxed{4}") == "so \\boxed{4}"
     assert template.answer_text("still thinking \\boxed{4}") == ""
-    assert grade_sample("maybe \\boxed{3}</think> \\boxed{4}", "4", template, choice=False)["correct_strict"]
-    assert not grade_sample("unfinished \\boxed{4}", "4", template, choice=False)["correct_lenient"]
+    assert grade_sample("maybe \\boxed{3}</think> \\boxed{4}", "4", template, "math500")["correct_strict"]
+    assert not grade_sample("unfinished \\boxed{4}", "4", template, "math500")["correct_lenient"]
 
 
 def test_multiple_choice_grades_the_letter():
     chat = get_template("chat")
-    assert grade_sample("so the answer is \\boxed{B}", "B", chat, choice=True)["correct_strict"]
-    lenient_only = grade_sample("The answer is (b).", "B", chat, choice=True)
+    assert grade_sample("so the answer is \\boxed{B}", "B", chat, "arc_easy")["correct_strict"]
+    lenient_only = grade_sample("The answer is (b).", "B", chat, "arc_easy")
     assert lenient_only["extracted_lenient"] == "B" and lenient_only["correct_lenient"]
     assert not lenient_only["correct_strict"]
+
+
+def test_paper_training_prompt_is_the_problem_and_its_suffix_in_one_user_turn():
+    graders = require("docs/GRADERS.md").read_text()
+    suffix = re.search(r"the problem \+ a space \+ `([^`]+)`", graders).group(1)
+    messages = get_template("paper-train").messages("2+2?", ModelConfig(system_prompt="ignored", instruction="ignored"))
+    assert messages == [{"role": "user", "content": f"2+2? {suffix}"}]
+    assert ModelConfig(template="qwen25-math-cot", train_template="paper-train").rollout_template == "paper-train"
+    assert ModelConfig(template="chat").rollout_template == "chat"
 
 
 def test_math500_reference_solutions_grade_as_correct(shared_data):
     rows = load("math500", local_dir=shared_data).rows
     raw = {r["unique_id"]: r for r in read_records(shared_data / "benchmarks" / "math500.jsonl")}
-    correct = sum(grade(raw[row["id"]]["solution"], row["answer"], "strict") for row in rows)
-    assert correct / len(rows) >= 0.99, f"{correct} of {len(rows)}"
+    for mode in ("strict", "official"):
+        correct = sum(grade(raw[row["id"]]["solution"], row["answer"], mode, "math500") for row in rows)
+        assert correct / len(rows) >= 0.99, f"{mode}: {correct} of {len(rows)}"

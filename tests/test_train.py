@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import PAPER_MD, ROOT, run_module
+from conftest import ROOT, require, run_module
 from safetensors.torch import load_file
 
 from rlvr.checkpoints import MARKER, checkpoints, resume_point
@@ -26,9 +26,7 @@ PRESETS = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
 
 
 def _paper_text() -> str:
-    if not PAPER_MD.is_file():
-        pytest.skip("PAPER.md not found beside the checkout")
-    return PAPER_MD.read_text()
+    return require("docs/PAPER.md").read_text()
 
 
 def _print_config(preset: str) -> dict:
@@ -48,7 +46,12 @@ def test_printed_config_of_the_pi1_preset_matches_the_paper():
     printed = _print_config("qwen25_math_1.5b_pi1")
     trainer = printed["trainer"]
     assert printed["model"] == "Qwen/Qwen2.5-Math-1.5B" and printed["template"] == "qwen25-math-cot"
-    assert printed["algorithm"] == "grpo" and printed["reward"] == "accuracy" and printed["policy_loss"]
+    assert printed["algorithm"] == "grpo" and printed["reward"] == "accuracy_deepscaler" and printed["policy_loss"]
+    # measured like the paper: its evaluation harness, its training prompt, no vLLM importance-sampling correction
+    assert printed["headline_mode"] == "official" and printed["train_template"] == "paper-train"
+    suffix = "Let's think step by step and output the final answer within \\boxed{}."
+    assert printed["train_prompt"] == [{"role": "user", "content": f"{{problem}} {suffix}"}]
+    assert trainer["vllm_importance_sampling_correction"] is False and trainer["use_bias_correction_kl"] is False
     assert trainer["learning_rate"] == find(rf"lr {number}")
     assert trainer["weight_decay"] == find(rf"weight decay {number}")
     assert printed["batch"]["prompts_per_step"] == find(rf"batch {number} prompts")

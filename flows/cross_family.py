@@ -17,9 +17,10 @@ from prefect import flow, task
 from prefect.runtime import flow_run
 
 from flows.experiment import FanOut, evaluation_round, run_stages
-from flows.runners import flow_cli, parse_flow_args
+from flows.runners import flow_cli, parse_flow_args, publish_report
 from rlvr import tracking
 from rlvr.checkpoints import RUN_FILE
+from rlvr.config import Overrides, override_values
 from rlvr.matrix import Cell, Matrix, load_matrix, write_report
 
 logger = logging.getLogger(__name__)
@@ -38,42 +39,56 @@ def _cell_tags(cell: Cell, matrix_run_id: str) -> dict[str, str]:
 
 @flow(name="experiment-cell", flow_run_name="{model}-{examples}-{algorithm}")
 def experiment_cell(
-    matrix_path: str, model: str, examples: str, algorithm: str, matrix_run_id: str, fan_out: FanOut | None = None
+    matrix_path: str,
+    model: str,
+    examples: str,
+    algorithm: str,
+    matrix_run_id: str,
+    fan_out: FanOut | None = None,
+    overrides: Overrides | None = None,
 ) -> str:
     """One cell of the matrix: every stage, under a pipeline run nested in the matrix's run."""
-    cell = load_matrix(matrix_path).cell(model, examples, algorithm)
+    cell = load_matrix(matrix_path, override_values(overrides)).cell(model, examples, algorithm)
     tags = _cell_tags(cell, matrix_run_id)
     with tracking.parent_run(cell.params.mlflow, f"prefect-{flow_run.id}", "prefect", tags=tags) as parent_id:
         return run_stages(cell.params, parent_id, fan_out or FanOut())
 
 
 @task(name="cross-family-report")
-def cross_family_report(matrix_path: str, matrix_run_id: str) -> str | None:
-    """One report over every cell evaluated so far, logged to the matrix's MLflow run."""
-    matrix = load_matrix(matrix_path)
+def cross_family_report(matrix_path: str, matrix_run_id: str, overrides: dict | None = None) -> str | None:
+    """One report over every cell evaluated so far, logged to the matrix's MLflow run and published as
+    artifacts of the flow run."""
+    matrix = load_matrix(matrix_path, overrides)
     path = write_report(matrix)
     if path is not None:
         MlflowClient().log_artifacts(matrix_run_id, matrix.report_dir, "report")
+        report_paths = matrix.cells[0].params.paths.model_copy(update={"report_dir": matrix.report_dir})
+        publish_report(matrix.cells[0].params.model_copy(update={"paths": report_paths}), matrix_run_id, "matrix-")
     return str(path) if path else None
 
 
 @flow(name="cross-family")
-def cross_family(matrix_path: str = "configs/matrix/smoke.yaml", fan_out: FanOut | None = None) -> str | None:
-    """Every cell of the matrix (models x example sets x algorithms), then the cross-family report."""
-    matrix = load_matrix(matrix_path)
+def cross_family(
+    matrix_path: str = "configs/matrix/smoke.yaml", fan_out: FanOut | None = None, overrides: Overrides | None = None
+) -> str | None:
+    """Every cell of the matrix (models x example sets x algorithms), then the cross-family report;
+    ``overrides`` apply to every cell."""
+    values = override_values(overrides)
+    matrix = load_matrix(matrix_path, values)
     with _matrix_run(matrix, "prefect-matrix") as matrix_run_id:
         for cell in matrix.cells:
-            experiment_cell(matrix_path, cell.model, cell.examples, cell.algorithm, matrix_run_id, fan_out)
-        return cross_family_report(matrix_path, matrix_run_id)
+            experiment_cell(matrix_path, cell.model, cell.examples, cell.algorithm, matrix_run_id, fan_out, values)
+        return cross_family_report(matrix_path, matrix_run_id, values)
 
 
 @flow(name="cross-family-evaluation")
 def cross_family_evaluation(
-    matrix_path: str = "configs/matrix/smoke.yaml", fan_out: FanOut | None = None
+    matrix_path: str = "configs/matrix/smoke.yaml", fan_out: FanOut | None = None, overrides: Overrides | None = None
 ) -> str | None:
     """Evaluate the new checkpoints of every cell whose training has started (finished or still running), then
     the cross-family report: what the nightly deployment runs."""
-    matrix = load_matrix(matrix_path)
+    values = override_values(overrides)
+    matrix = load_matrix(matrix_path, values)
     with _matrix_run(matrix, "prefect-evaluation") as matrix_run_id:
         for cell in matrix.cells:
             if not (Path(cell.params.paths.train_dir) / RUN_FILE).is_file():
@@ -83,16 +98,16 @@ def cross_family_evaluation(
             key = f"prefect-{flow_run.id}-{cell.name}"
             with tracking.parent_run(cell.params.mlflow, key, "prefect-evaluation", tags=tags, pipeline=False) as run:
                 evaluation_round(cell.params, run, fan_out or FanOut())
-        return cross_family_report(matrix_path, matrix_run_id)
+        return cross_family_report(matrix_path, matrix_run_id, values)
 
 
 def main() -> None:
-    cli = flow_cli(__doc__.splitlines()[0], "--matrix", "configs/matrix/smoke.yaml", load_matrix)
+    cli = flow_cli("python -m flows.cross_family", __doc__, "--matrix", "configs/matrix/smoke.yaml", load_matrix)
     cli.add_argument("--evaluate-only", action="store_true", help="only evaluate new checkpoints, then report")
     args = parse_flow_args(cli, "matrix")
     fan_out = FanOut(task_runner=args.task_runner, dask_address=args.dask_address)
     run = cross_family_evaluation if args.evaluate_only else cross_family
-    print("report written to", run(args.matrix, fan_out))
+    print("report written to", run(args.matrix, fan_out, args.overrides or None))
 
 
 if __name__ == "__main__":

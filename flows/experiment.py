@@ -16,25 +16,16 @@ from prefect import flow, unmapped
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from flows.runners import flow_cli, make_task_runner, parse_flow_args
-from rlvr import tracking
+from flows.runners import flow_cli, make_task_runner, parse_flow_args, publish_report
+from rlvr import lineage, stages, tracking
 from rlvr.checkpoints import is_finished
-from rlvr.config import InputError, Params, load_params, parse_params, to_dict
+from rlvr.config import Overrides, Params, load_params, override_values, parse_params, to_dict
+from rlvr.errors import InputError
 from rlvr.evaluate import models_to_evaluate
-from tasks.stages import (
-    cached,
-    evaluate_checkpoint,
-    evaluate_checkpoints,
-    make_data,
-    prepare_model,
-    record_history,
-    select_examples,
-    train_policy,
-    training_state,
-    write_report,
-)
+from rlvr.files import content_hash
+from tasks.stages import TASKS, cached, evaluate_checkpoint, training_state
 
-BEFORE_EVALUATION = (prepare_model, make_data, record_history, select_examples, train_policy)
+RUNS_ROOT = "outputs/runs"  # the outputs of an on-demand run with overrides, one folder per set of overrides
 
 
 class FanOut(BaseModel):
@@ -59,32 +50,55 @@ def evaluation_round(params: Params, parent_id: str, fan_out: FanOut) -> str:
     models = [[step, str(path)] for step, path in models_to_evaluate(params.paths.model_dir, params.paths.train_dir)]
     runner = make_task_runner(fan_out.task_runner, fan_out.dask_address, fan_out.workers)
     evaluate_models.with_options(task_runner=runner)(to_dict(params), models)
-    return cached(evaluate_checkpoints, params)(params, parent_id)
+    return cached(TASKS["evaluate"], params)(params, parent_id)
 
 
 def run_stages(params: Params, parent_id: str, fan_out: FanOut) -> str:
     """Every stage in order, each skipped when its cache key is unchanged; returns the report's path."""
-    for stage_task in BEFORE_EVALUATION:
-        cached(stage_task, params)(params, parent_id)
-    evaluation_round(params, parent_id, fan_out)
-    return cached(write_report, params)(params, parent_id)
+    for stage in stages.STAGES:
+        if stage.name == "evaluate":
+            evaluation_round(params, parent_id, fan_out)
+        else:
+            cached(TASKS[stage.name], params)(params, parent_id)
+    return str(Path(params.paths.report_dir) / "report.md")
+
+
+def isolated(params: Params, base: Params, overrides: dict) -> Params:
+    """``params`` with the outputs of every stage the overrides change moved to their own folder
+    (``outputs/runs/<hash of the overrides>/...``): two runs with different overrides never write the same
+    files, while the stages they share (same key) keep sharing their outputs."""
+    if not overrides:
+        return params
+    before, after = lineage.stage_keys(base), lineage.stage_keys(params)
+    folder = f"{RUNS_ROOT}/{content_hash(overrides)}"
+    moved = {}
+    for stage in stages.STAGES:
+        if before[stage.name] != after[stage.name]:
+            for key in stage.writes:
+                path = getattr(params.paths, key)
+                moved[key] = f"{folder}/{Path(path).relative_to('outputs') if path.startswith('outputs/') else path}"
+    return params.model_copy(update={"paths": params.paths.model_copy(update=moved)})
 
 
 @flow(name="one-shot-rlvr", flow_run_name="one-shot-rlvr-{params_path}")
 def one_shot_rlvr(
-    params_path: str = "params.yaml", overrides: dict | None = None, fan_out: FanOut | None = None
+    params_path: str = "params.yaml", overrides: Overrides | None = None, fan_out: FanOut | None = None
 ) -> str:
-    """Run every stage under one MLflow parent run; ``overrides`` (nested params sections) are merged into the
-    params file. Returns the report's path."""
-    params = load_params(params_path, overrides)
+    """Run every stage under one MLflow parent run; ``overrides`` (typed params sections) are merged into the
+    params file, and the stages they change write to their own folder (``isolated``). Returns the report's
+    path; the report is also published as artifacts of the flow run."""
+    values = override_values(overrides)
+    params = isolated(load_params(params_path, values), load_params(params_path), values)
     with tracking.parent_run(params.mlflow, f"prefect-{flow_run.id}", "prefect") as parent_id:
-        return run_stages(params, parent_id, fan_out or FanOut())
+        report = run_stages(params, parent_id, fan_out or FanOut())
+        publish_report(params, parent_id)
+        return report
 
 
 @flow(name="evaluate-new-checkpoints", flow_run_name="evaluate-new-checkpoints-{params_path}")
 def evaluate_new_checkpoints(
     params_path: str = "params.yaml",
-    overrides: dict | None = None,
+    overrides: Overrides | None = None,
     watch: bool = True,
     poll_seconds: float = 60.0,
     timeout_minutes: float = 24 * 60,
@@ -95,7 +109,7 @@ def evaluate_new_checkpoints(
 
     The model and data stages must have run (their outputs are read, not remade). Returns the eval folder.
     """
-    params = load_params(params_path, overrides)
+    params = load_params(params_path, override_values(overrides))
     needed = [params.paths.model_dir, params.paths.test]
     if missing := [path for path in needed if not Path(path).exists()]:
         raise InputError(f"{missing[0]} not found: run the model and data stages first")
@@ -115,10 +129,10 @@ def evaluate_new_checkpoints(
 
 
 def main() -> None:
-    cli = flow_cli(__doc__.splitlines()[0], "--params", "params.yaml", load_params)
+    cli = flow_cli("python -m flows.experiment", __doc__, "--params", "params.yaml", load_params)
     args = parse_flow_args(cli, "params")
     fan_out = FanOut(task_runner=args.task_runner, dask_address=args.dask_address)
-    print("report written to", one_shot_rlvr(args.params, fan_out=fan_out))
+    print("report written to", one_shot_rlvr(args.params, args.overrides or None, fan_out=fan_out))
 
 
 if __name__ == "__main__":

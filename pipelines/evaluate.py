@@ -1,21 +1,17 @@
-"""Evaluate stage: the base model (step 0) and every checkpoint on the held-out set and the benchmarks."""
+"""Evaluate stage: the base model (step 0) and every complete checkpoint on the held-out test set and the
+benchmarks, in every grading mode; results already computed with the same settings are reused."""
 
-from rlvr import stages
-from rlvr.cli import parser, run
+from rlvr import evaluate
+from rlvr.cli import stage_main
 
 if __name__ == "__main__":
-    cli = parser(__doc__)
-    cli.add_argument("--model", help="base model directory (default: paths.model_dir)")
-    cli.add_argument("--train-dir", help="directory holding checkpoint-* (default: paths.train_dir)")
-    cli.add_argument("--test", help="held-out test file (default: paths.test)")
-    cli.add_argument("--out", help="output directory (default: paths.eval_dir)")
-    run(
-        lambda a, p: stages.evaluate(
-            p,
-            a.model or p.paths.model_dir,
-            a.train_dir or p.paths.train_dir,
-            a.test or p.paths.test,
-            a.out or p.paths.eval_dir,
-        ),
-        cli.parse_args(),
+    stage_main(
+        evaluate,
+        __doc__,
+        {
+            "--model": ("model_dir", "base model directory"),
+            "--train-dir": ("train_dir", "directory holding checkpoint-*"),
+            "--test": ("test", "held-out test file"),
+            "--out": ("eval_dir", "output directory"),
+        },
     )

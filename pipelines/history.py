@@ -1,14 +1,16 @@
-"""History stage: every pool example's accuracy per epoch, from GRPO on the pool, a history file or pass rates."""
+"""History stage: every pool example's accuracy per epoch, {"<id>": [acc_epoch_0, ...]}, from GRPO on the
+pool (history.source: grpo), an existing history file (file) or the base model's pass rates (pass_rate)."""
 
-from rlvr import stages
-from rlvr.cli import parser, run
+from rlvr import history
+from rlvr.cli import stage_main
 
 if __name__ == "__main__":
-    cli = parser(__doc__)
-    cli.add_argument("--model", help="model directory (default: paths.model_dir)")
-    cli.add_argument("--pool", help="pool file (default: paths.pool)")
-    cli.add_argument("--out", help="output history JSON (default: paths.history)")
-    run(
-        lambda a, p: stages.history(p, a.model or p.paths.model_dir, a.pool or p.paths.pool, a.out or p.paths.history),
-        cli.parse_args(),
+    stage_main(
+        history,
+        __doc__,
+        {
+            "--model": ("model_dir", "model directory"),
+            "--pool": ("pool", "pool file"),
+            "--out": ("history", "output history JSON"),
+        },
     )

@@ -1,11 +1,10 @@
-"""The cross-family matrix as DVC stages (``families/dvc.yaml``): a model's first stages, a cell, the report.
+"""The cross-family matrix as DVC stages (families/dvc.yaml): a model's first stages, a cell, the report.
 
     python -m pipelines.matrix base --matrix families/matrix.yaml --model NAME      # model, data, history
     python -m pipelines.matrix cell --matrix FILE --model NAME --examples NAME --algorithm NAME
     python -m pipelines.matrix report --matrix FILE
 
-Each call tracks under its own MLflow parent run (a cell's is a pipeline run, tagged ``rlvr.cell``).
-"""
+Each call tracks under its own MLflow parent run (a cell's is a pipeline run, tagged rlvr.cell)."""
 
 from __future__ import annotations
 
@@ -25,28 +24,27 @@ def main(args: argparse.Namespace, _params) -> None:
         cell = next((c for c in matrix.cells if c.model == args.model), None)
         if cell is None:
             raise ValueError(f"{args.matrix}: no model named {args.model!r}")
-        params, paths, key = cell.params, cell.params.paths, f"{tracking.pipeline_key()}-{args.model}"
-        tags = {"rlvr.model_stages": args.model}
-        with tracking.parent_run(params.mlflow, key, "dvc", tags=tags, pipeline=False) as parent_id:
-            stages.model(params, paths.model_dir, parent_id)
-            stages.data(params, paths, parent_id)
-            stages.history(params, paths.model_dir, paths.pool, paths.history, parent_id)
-        return
-    cell = matrix.cell(args.model, args.examples, args.algorithm)
-    params, paths, key = cell.params, cell.params.paths, f"{tracking.pipeline_key()}-{cell.name}"
-    with tracking.parent_run(params.mlflow, key, "dvc", tags={"rlvr.cell": cell.name}) as parent_id:
-        stages.select(params, paths.history, paths.pool, paths.selection, paths.ranking, parent_id)
-        stages.train(params, paths.model_dir, paths.selection, paths.train_dir, parent_id)
-        stages.evaluate(params, paths.model_dir, paths.train_dir, paths.test, paths.eval_dir, parent_id)
-        stages.report(params, paths.train_dir, paths.eval_dir, paths.selection, paths.report_dir, parent_id)
+        key, tags, pipeline = f"{tracking.pipeline_key()}-{args.model}", {"rlvr.model_stages": args.model}, False
+        chosen = [stage for stage in stages.STAGES if stage.per_model]
+    else:
+        cell = matrix.cell(args.model, args.examples, args.algorithm)
+        key, tags, pipeline = f"{tracking.pipeline_key()}-{cell.name}", {"rlvr.cell": cell.name}, True
+        chosen = [stage for stage in stages.STAGES if not stage.per_model]
+    with tracking.parent_run(cell.params.mlflow, key, "dvc", tags=tags, pipeline=pipeline) as parent_id:
+        for stage in chosen:
+            stages.run(stage.name, cell.params, parent_id)
 
 
 if __name__ == "__main__":
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("part", choices=("base", "cell", "report"))
+    cli = argparse.ArgumentParser(
+        prog="python -m pipelines.matrix", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cli.add_argument(
+        "part", choices=("base", "cell", "report"), help="which stages: a model's, a cell's, or the report"
+    )
     cli.add_argument("--matrix", default="families/matrix.yaml", help="matrix file (default: %(default)s)")
-    cli.add_argument("--model")
-    cli.add_argument("--examples")
-    cli.add_argument("--algorithm")
-    cli.set_defaults(params=None)
+    cli.add_argument("--model", help="the model's name in the matrix (base, cell)")
+    cli.add_argument("--examples", help="the example set's name in the matrix (cell)")
+    cli.add_argument("--algorithm", help="the algorithm's name in the matrix (cell)")
+    cli.set_defaults(params=None, overrides=[])
     run(main, cli.parse_args())

@@ -1,9 +1,8 @@
-"""Model stage: resolve the base model into a transformers directory."""
+"""Model stage: resolve model.source (embedded, embedded:gemma3-270m, a Hub id or a local directory)
+into a transformers directory at paths.model_dir."""
 
-from rlvr import stages
-from rlvr.cli import parser, run
+from rlvr import model
+from rlvr.cli import stage_main
 
 if __name__ == "__main__":
-    cli = parser(__doc__)
-    cli.add_argument("--out", help="output model directory (default: paths.model_dir)")
-    run(lambda a, p: stages.model(p, a.out or p.paths.model_dir), cli.parse_args())
+    stage_main(model, __doc__, {"--out": ("model_dir", "output model directory")})

@@ -1,24 +1,17 @@
-"""Report stage: table by step and accuracy plot."""
+"""Report stage: tables (with 95% intervals and paired tests against the base model), figures and findings,
+as report.md, report.html and PNGs, for this run and the MLflow runs it is compared with."""
 
-from rlvr import stages
-from rlvr.cli import parser, run
+from rlvr import report
+from rlvr.cli import stage_main
 
 if __name__ == "__main__":
-    cli = parser(__doc__)
-    cli.add_argument("--train-dir", help="train stage output (default: paths.train_dir)")
-    cli.add_argument("--eval-dir", help="evaluate stage output (default: paths.eval_dir)")
-    cli.add_argument("--selection", help="selected training rows (default: paths.selection)")
-    cli.add_argument("--out", help="output directory (default: paths.report_dir)")
-    run(
-        lambda a, p: print(
-            "report written to",
-            stages.report(
-                p,
-                a.train_dir or p.paths.train_dir,
-                a.eval_dir or p.paths.eval_dir,
-                a.selection or p.paths.selection,
-                a.out or p.paths.report_dir,
-            ),
-        ),
-        cli.parse_args(),
+    stage_main(
+        report,
+        __doc__,
+        {
+            "--train-dir": ("train_dir", "train stage output"),
+            "--eval-dir": ("eval_dir", "evaluate stage output"),
+            "--selection": ("selection", "selected training rows"),
+            "--out": ("report_dir", "output directory"),
+        },
     )

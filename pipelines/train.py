@@ -1,9 +1,12 @@
-"""Train stage: GRPO (or PPO) on the selected example(s), keeping checkpoints; resumes a killed run."""
+"""Train stage: GRPO (or PPO) on the selected example(s), keeping checkpoints; a killed run resumes from its
+last complete checkpoint, a run with other settings moves the earlier one aside.
+
+    python -m pipelines.train --params configs/paper/qwen25_math_1.5b_pi1.yaml --print-config"""
 
 import json
 
-from rlvr import stages
-from rlvr.cli import parser, run
+from rlvr import train
+from rlvr.cli import add_path_flags, parser, run
 
 
 def main(args, params) -> None:
@@ -12,14 +15,18 @@ def main(args, params) -> None:
 
         print(json.dumps(effective_config(params), indent=2))
         return
-    stages.train(params, args.model or params.paths.model_dir, args.data or params.paths.selection,
-                 args.out or params.paths.train_dir)  # fmt: skip
+    train.run(params)
 
 
 if __name__ == "__main__":
-    cli = parser(__doc__)
-    cli.add_argument("--model", help="base model directory (default: paths.model_dir)")
-    cli.add_argument("--data", help="selected training rows (default: paths.selection)")
-    cli.add_argument("--out", help="output directory for checkpoints and the step log (default: paths.train_dir)")
+    cli = parser("python -m pipelines.train", __doc__)
+    add_path_flags(
+        cli,
+        {
+            "--model": ("model_dir", "base model directory"),
+            "--data": ("selection", "selected training rows"),
+            "--out": ("train_dir", "output directory for checkpoints and the step log"),
+        },
+    )
     cli.add_argument("--print-config", action="store_true", help="print the effective trainer configuration as JSON")
     run(main, cli.parse_args())

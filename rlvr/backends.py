@@ -49,7 +49,7 @@ class TransformersBackend:
     def __init__(self, model_dir: str | Path, batch_size: int, stop: list[str] = ()) -> None:
         import torch
 
-        from rlvr.grpo import load_policy
+        from rlvr.model import load_policy
 
         self.model, self.tokenizer = load_policy(model_dir)
         if torch.cuda.is_available():

@@ -3,19 +3,27 @@
 A checkpoint ``checkpoint-N`` is complete once its marker file exists: the marker is written (atomically)
 after the trainer has saved everything else, so a run killed while saving leaves a directory without marker,
 which is ignored (evaluation) or removed (resume). A run directory remembers the fingerprint of the run that
-wrote it; a rerun with other settings or data starts afresh instead of resuming someone else's checkpoints.
+wrote it; a rerun with other settings or data moves that run aside (``<dir>-previous/<fingerprint>``, named in a
+warning) and starts afresh: no run deletes another's checkpoints. A run directory has one writer at a time
+(:func:`writer_lock`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import shutil
+import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from rlvr.data import read_json, write_json
+from rlvr.errors import InputError
+from rlvr.files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +47,23 @@ def checkpoints(run_dir: str | Path, marker: str = MARKER) -> list[tuple[int, Pa
 def resume_point(run_dir: str | Path, run_fingerprint: str, marker: str = MARKER) -> Path | None:
     """The newest complete checkpoint of the run ``run_fingerprint`` in ``run_dir``, or None.
 
-    Incomplete checkpoints are removed. A directory written by another run (other fingerprint) is emptied.
+    Incomplete checkpoints are removed. A directory written by another run (other fingerprint) is moved aside.
     """
     run_dir = Path(run_dir)
     recorded = read_json(run_dir / RUN_FILE).get("fingerprint") if (run_dir / RUN_FILE).is_file() else None
-    if recorded != run_fingerprint and run_dir.exists() and any(run_dir.iterdir()):
-        logger.warning("%s holds another run (settings or data changed): starting afresh", run_dir)
-        shutil.rmtree(run_dir)
+    if recorded != run_fingerprint and run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        aside = run_dir.with_name(f"{run_dir.name}-previous") / (recorded or time.strftime("%Y%m%d-%H%M%S"))
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        if aside.exists():
+            aside = aside.with_name(f"{aside.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        aside.mkdir()
+        for path in run_dir.iterdir():
+            if path.name != LOCK_FILE:
+                path.rename(aside / path.name)
+        logger.warning("%s held another run (settings or data changed): moved to %s, starting afresh", run_dir, aside)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / RUN_FILE, {"fingerprint": run_fingerprint})
+    previous = read_json(run_dir / RUN_FILE) if (run_dir / RUN_FILE).is_file() else {}
+    write_json(run_dir / RUN_FILE, {**previous, "fingerprint": run_fingerprint, "finished": False})
     complete = {path for _, path in checkpoints(run_dir, marker)}
     for path in run_dir.glob("checkpoint-*"):
         if path not in complete:
@@ -55,6 +71,53 @@ def resume_point(run_dir: str | Path, run_fingerprint: str, marker: str = MARKER
             shutil.rmtree(path)
     found = checkpoints(run_dir, marker)
     return found[-1][1] if found else None
+
+
+LOCK_FILE = ".writer.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def writer_lock(run_dir: str | Path):
+    """Hold ``run_dir`` for this process: a second writer stops with a one-line error naming the holder (pid,
+    host, since when); the lock of a dead process on this host is taken over."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_FILE
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    while True:
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text())
+            except (OSError, ValueError):  # being written by its holder this instant
+                time.sleep(0.1)
+                continue
+            if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0))):
+                logger.warning("%s: taking over the lock of process %s, which has ended", run_dir, holder.get("pid"))
+                lock.unlink(missing_ok=True)
+                continue
+            raise InputError(
+                f"{run_dir} is being written by process {holder.get('pid')} on {holder.get('host')} "
+                f"(since {holder.get('since')}): wait for it to end, or use another paths.train_dir"
+            ) from None
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(me, handle)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def mark_finished(run_dir: str | Path) -> None:

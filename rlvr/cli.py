@@ -1,4 +1,9 @@
-"""Shared command-line plumbing for the stage entry points: logging and one-line errors."""
+"""Command lines of the stages (``python -m pipelines.<stage>``): params file, ``--set`` overrides, path flags,
+logging, and one-line errors.
+
+Every stage reads its paths from ``params.paths``; a path flag (``--out`` ...) replaces that path before the
+stage runs. ``--set section.key=value`` (repeatable) overrides a params value before validation.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,79 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from types import ModuleType
 
-from rlvr.config import ConfigError, InputError, Params, load_params
+from rlvr.config import Params, load_params, parse_overrides
+from rlvr.errors import ConfigError, InputError
+
+EXIT_BAD_INPUT = 2
+EXIT_TERMINATED = 143
 
 
-def parser(description: str, params_default: str | None = "params.yaml") -> argparse.ArgumentParser:
-    """An argument parser with the common ``--params`` option."""
-    result = argparse.ArgumentParser(description=description)
+def parser(prog: str, description: str, params_default: str | None = "params.yaml") -> argparse.ArgumentParser:
+    """An argument parser with ``--params`` and ``--set``; ``description`` shown as written."""
+    result = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     result.add_argument("--params", default=params_default, help="params YAML file (default: %(default)s)")
+    result.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a params value (repeatable), e.g. --set train.max_steps=10; the value is read as YAML",
+    )
     return result
 
 
-def run(main: Callable[[argparse.Namespace, Params | None], object], args: argparse.Namespace) -> None:
-    """Run a stage: bad params or inputs print one line naming the key or file and exit with status 2."""
+def add_path_flags(cli: argparse.ArgumentParser, flags: dict[str, tuple[str, str]]) -> None:
+    """Options replacing ``params.paths`` entries: ``{"--out": ("report_dir", "output directory")}``."""
+    for flag, (key, what) in flags.items():
+        cli.add_argument(flag, dest=f"path_{key}", metavar="PATH", help=f"{what} (default: paths.{key})")
+
+
+def load(args: argparse.Namespace) -> Params | None:
+    """The params of ``args``: the file, its ``--set`` overrides, then its path flags."""
+    if not args.params:
+        if args.overrides:
+            raise ConfigError("--set needs a params file (--params)")
+        return None
+    params = load_params(args.params, parse_overrides(args.overrides))
+    paths = {key[len("path_") :]: value for key, value in vars(args).items() if key.startswith("path_") and value}
+    return params.model_copy(update={"paths": params.paths.model_copy(update=paths)}) if paths else params
+
+
+def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # its INFO lines repeat on every PPO step
+
+
+def run(main: Callable[[argparse.Namespace, Params | None], object], args: argparse.Namespace) -> None:
+    """Run a command: bad params or inputs print one line naming the key or file and exit with status 2; a
+    SIGTERM or Ctrl-C ends it (tracked runs marked KILLED) with status 143 or 130."""
+    from rlvr.tracking import Terminated, interruptible
+
+    setup_logging()
     try:
-        params = load_params(args.params) if args.params else None
-        main(args, params)
+        with interruptible():
+            main(args, load(args))
     except (ConfigError, InputError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
+    except Terminated:
+        print("stopped by SIGTERM", file=sys.stderr)
+        sys.exit(EXIT_TERMINATED)
+    except KeyboardInterrupt:
+        print("stopped by Ctrl-C", file=sys.stderr)
+        sys.exit(130)
+
+
+def stage_main(stage: ModuleType, description: str, flags: dict[str, tuple[str, str]]) -> None:
+    """The entry point of a stage module (``rlvr.<stage>``, imported by the entry point itself, so that its code
+    is the entry point's): parse the command line, run ``stage.run(params)``."""
+    name = stage.__name__.rsplit(".", 1)[-1]
+    cli = parser(f"python -m pipelines.{name}", description)
+    add_path_flags(cli, flags)
+    run(lambda args, params: stage.run(params), cli.parse_args())

@@ -1,238 +1,295 @@
-"""Typed parameters: one dataclass per ``params.yaml`` section, unknown keys rejected by name."""
+"""Typed parameters: one pydantic model per ``params.yaml`` section.
+
+Unknown keys, wrong types and out-of-range values are refused with one line naming the dotted key. Every field
+carries its help text (its ``description``), the one place a parameter is documented: ``python -m rlvr.config``
+prints them as the README's params reference, and a test keeps the two equal. This module imports no other
+module of the library: the names it accepts (templates, datasets, methods, backends, grading modes) are listed
+here, and tests check that each registry holds exactly these names.
+"""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from rlvr.errors import ConfigError, InputError
 
-class ConfigError(ValueError):
-    """A params file that cannot be used; the message names the file and the bad key."""
+__all__ = ["ConfigError", "InputError", "Params", "load_params", "parse_params"]
 
-
-class InputError(FileNotFoundError):
-    """A missing or unreadable input file; the message names the file."""
-
-
-HISTORY_SOURCES = ("grpo", "file", "pass_rate")
-ALGORITHMS = ("grpo", "ppo")
+TemplateName = Literal["chat", "qwen25-math-cot", "r1-distill", "paper-train", "plain"]
+GradingMode = Literal["strict", "lenient", "official"]
+SelectionMethod = Literal["std", "random", "lim", "pass_rate"]
+SuiteName = Literal["arith1", "units", "word1", "arith2", "word2"]
+BenchmarkName = Literal[
+    "math500", "aime24", "aime25", "amc23", "minerva_math", "olympiadbench", "gsm8k", "arc_easy", "arc_challenge",
+    "arith1", "units", "word1", "arith2", "word2",
+]  # fmt: skip
+PoolName = Literal["dsr_sub"]
 GENERATOR_SIZES = {"pool": 16, "test": 128}  # the generator's sizes where data.pool_size / test_size are null
+# First-class fields of the RL sections and the trainer field each one sets (where the name differs, for PPO):
+# a train.trl key naming one of them is refused, so that the logged config is the config that ran.
+PPO_NAMES = {"beta": "kl_coef", "max_completion_length": "response_length", "max_steps": "total_episodes"}
 
 
-@dataclass
-class Paths:
-    """Where every stage reads and writes; dvc.yaml interpolates the same keys."""
+class Section(BaseModel):
+    """A params section: unknown keys refused, values checked on assignment too."""
 
-    model_dir: str = "outputs/model"
-    pool: str = "outputs/data/pool.jsonl"
-    test: str = "outputs/data/test.jsonl"
-    history: str = "outputs/history/history.json"
-    history_work: str = "outputs/work/history"
-    selection: str = "outputs/select/train_set.jsonl"
-    benchmarks_dir: str = "outputs/data/benchmarks"
-    data_manifest: str = "outputs/data/manifest.json"
-    ranking: str = "outputs/select/ranking.csv"
-    train_dir: str = "outputs/train"
-    eval_dir: str = "outputs/eval"
-    report_dir: str = "outputs/report"
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
 
-@dataclass
-class TrackingConfig:
+class Paths(Section):
+    """Where every stage reads and writes (``dvc.yaml`` interpolates the same keys)."""
+
+    model_dir: str = Field("outputs/model", description="the base model as a transformers directory (model stage)")
+    pool: str = Field("outputs/data/pool.jsonl", description="the candidate pool (data stage)")
+    test: str = Field("outputs/data/test.jsonl", description="the held-out test set (data stage)")
+    benchmarks_dir: str = Field("outputs/data/benchmarks", description="one jsonl per benchmark (data stage)")
+    data_manifest: str = Field("outputs/data/manifest.json", description="rows, hashes, left-out ids (data stage)")
+    history: str = Field("outputs/history/history.json", description="accuracy per example and epoch (history)")
+    history_work: str = Field("outputs/work/history", description="the history run's resumable checkpoints")
+    selection: str = Field("outputs/select/train_set.jsonl", description="the selected rows, repeated (select)")
+    ranking: str = Field("outputs/select/ranking.csv", description="every example's rank and score (select)")
+    train_dir: str = Field("outputs/train", description="runs of the train stage: checkpoints, step log, samples")
+    eval_dir: str = Field("outputs/eval", description="results per step and benchmark, by_step.json, metrics.json")
+    report_dir: str = Field("outputs/report", description="report.md, report.html, figures (report stage)")
+
+
+class TrackingConfig(Section):
     """MLflow store and experiment; ``MLFLOW_TRACKING_URI`` in the environment takes precedence."""
 
-    tracking_uri: str = "sqlite:///mlflow.db"
-    experiment: str = "one-shot-rlvr"
-    register_best: bool = True  # register each run's best checkpoint in the MLflow model registry
-    registered_model: str | None = None  # its registered model's name; null: the experiment's name
+    tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI (a local SQLite store)")
+    experiment: str = Field("one-shot-rlvr", description="MLflow experiment of the pipeline runs")
+    register_best: bool = Field(True, description="register each run's best checkpoint in the model registry")
+    registered_model: str | None = Field(None, description="its registered model's name (null: the experiment's)")
 
 
-@dataclass
-class ModelConfig:
-    """The base model: ``embedded`` (SmolLM2-135M-Instruct GGUF), a Hub id, or a local directory; and its prompt.
+class ModelConfig(Section):
+    """The base model and its prompts."""
 
-    ``template`` names the evaluation prompt template (``rlvr.templates``): ``chat`` (the model's own chat
-    template with ``system_prompt`` and ``instruction``), ``qwen25-math-cot``, ``r1-distill`` or ``paper-train``;
-    ``train_template`` the rollouts' (history and train stages; null: the same as ``template``).
-    """
-
-    source: str = "embedded"
-    template: str = "chat"
-    train_template: str | None = None
-    system_prompt: str = ""
-    instruction: str = "Put your final answer within \\boxed{}."
+    source: str = Field(
+        "embedded",
+        description="embedded (SmolLM2-135M-Instruct), embedded:gemma3-270m, a Hugging Face Hub id or a local dir",
+    )
+    template: TemplateName = Field("chat", description="evaluation prompt template (rlvr.templates)")
+    train_template: TemplateName | None = Field(
+        None, description="rollout prompt template of the history and train stages (null: template)"
+    )
+    system_prompt: str = Field("", description="system message of the chat template (empty: the model's default)")
+    instruction: str = Field(
+        "Put your final answer within \\boxed{}.", description="appended to each problem by the chat template"
+    )
 
     @property
     def rollout_template(self) -> str:
         """The template of the training rollouts."""
         return self.train_template or self.template
 
-    def __post_init__(self) -> None:
-        from rlvr.templates import TEMPLATES
 
-        for key in ("template", "train_template"):
-            name = getattr(self, key)
-            if name is not None and name not in TEMPLATES:
-                raise ConfigError(f"model.{key} must be one of {', '.join(TEMPLATES)}, got {name!r}")
+class BenchmarkFile(Section):
+    """A benchmark of the user's own: a jsonl (or parquet) file with ``problem`` (or ``question``) and ``answer``."""
+
+    name: str = Field(description="its name in results (not a registry name)", pattern=r"^[A-Za-z0-9][\w.-]*$")
+    file: str = Field(description="the file")
 
 
-@dataclass
-class DataConfig:
-    """Candidate pool, held-out test set and benchmarks, each a dataset of the registry (``rlvr.registry``).
+class DataConfig(Section):
+    """Candidate pool, held-out test set and benchmarks (``rlvr.datasets``)."""
 
-    ``pool`` / ``test``: a registry name, ``generator`` (embedded arithmetic problems) or ``file`` (a file in
-    any supported format, given as ``pool_file`` / ``test_file``). A ``*_file`` given with a registry name is
-    read with that entry's field rules. ``local_dir`` holds local copies laid out like the registry's paths
-    (``benchmarks/math500.jsonl``, ``pools/dsr_sub.parquet``); without one, datasets come from the Hub.
-    ``pool_size`` / ``test_size``: the generator's sizes (null: 16 / 128); for other datasets the first rows
-    kept (null: all).
-    """
+    pool: PoolName | Literal["generator", "file"] = Field(
+        "generator", description="the candidate pool: a registry pool, generator (word problems) or file (pool_file)"
+    )
+    test: BenchmarkName | Literal["generator", "file"] = Field(
+        "generator", description="the held-out test set: a registry benchmark, generator or file (test_file)"
+    )
+    benchmarks: list[BenchmarkName | BenchmarkFile] = Field(
+        default_factory=list, description="benchmarks: registry names, or {name, file} entries of your own"
+    )
+    pool_file: str | None = Field(None, description="the pool's file (any supported format)")
+    test_file: str | None = Field(None, description="the test set's file")
+    local_dir: str | None = Field(
+        None, description="local copies as benchmarks/<name>.jsonl, pools/dsr_sub.parquet (null: the Hub)"
+    )
+    pool_size: int | None = Field(None, ge=1, description="generator: pool size (null: 16); else the first rows kept")
+    test_size: int | None = Field(None, ge=1, description="generator: test size (null: 128); else the first rows kept")
+    seed: int = Field(0, description="the generator's seed (pool and test)")
+    suite_size: int = Field(128, ge=1, description="problems per generated suite (arith1, units, ...)")
+    suite_seed: int = Field(1, description="seed of the generated suites")
+    suite_split: Literal["test", "validation"] = Field(
+        "test", description="which problems of the suites: test, or validation (for tuning; never test problems)"
+    )
 
-    pool: str = "generator"
-    test: str = "generator"
-    benchmarks: list[str] = field(default_factory=list)
-    pool_file: str | None = None
-    test_file: str | None = None
-    local_dir: str | None = None
-    pool_size: int | None = None
-    test_size: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        from rlvr.registry import BENCHMARKS, REGISTRY
-
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
         for key in ("pool", "test"):
             name = getattr(self, key)
-            if name not in REGISTRY and name not in ("generator", "file"):
-                known = ", ".join(["generator", "file", *REGISTRY])
-                raise ConfigError(f"data.{key}: unknown dataset {name!r}; known: {known}")
             if name == "file" and not getattr(self, f"{key}_file"):
-                raise ConfigError(f"data.{key}_file is required when data.{key} is 'file'")
+                raise ValueError(f"data.{key}_file is required when data.{key} is 'file'")
             if name == "generator" and getattr(self, f"{key}_size") is None:
-                setattr(self, f"{key}_size", GENERATOR_SIZES[key])
-        unknown = [name for name in self.benchmarks if name not in BENCHMARKS]
-        if unknown:
-            raise ConfigError(f"data.benchmarks: unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+                object.__setattr__(self, f"{key}_size", GENERATOR_SIZES[key])
+        names = [self.benchmark_name(b) for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.benchmarks: a name appears twice in {names}")
+        return self
+
+    @staticmethod
+    def benchmark_name(entry: str | BenchmarkFile) -> str:
+        return entry if isinstance(entry, str) else entry.name
+
+    @property
+    def benchmark_names(self) -> list[str]:
+        return [self.benchmark_name(entry) for entry in self.benchmarks]
 
 
-@dataclass
-class RLConfig:
-    """One RL run (TRL names). ``trl`` passes any further field of the trainer's config through unchanged.
+class PeftConfig(Section):
+    """LoRA adapters instead of full fine-tuning (PEFT's ``LoraConfig``, passed as TRL's ``peft_config``)."""
 
-    ``use_vllm`` generates rollouts with vLLM (GPU; ``vllm_mode`` ``colocate`` shares the training GPUs).
-    ``num_processes`` > 1 runs the stage under ``accelerate launch`` (one process per GPU), with
-    ``accelerate_config`` (e.g. ``configs/accelerate/zero2.yaml``) if given.
-    """
+    r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA inputs")
+    target_modules: list[str] | str = Field("all-linear", description="modules to adapt (PEFT's names)")
 
-    reward: str = "accuracy"
-    learning_rate: float = 1e-6
-    weight_decay: float = 0.01
-    beta: float = 0.0
-    entropy_coef: float = 0.0
-    loss_type: str = "dapo"
-    temperature: float = 1.0
-    num_generations: int = 8
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_completion_length: int = 96
-    max_steps: int = -1
-    num_train_epochs: float = 1.0
-    save_steps: int = 0
-    lr_scheduler_type: str = "constant"
-    seed: int = 0
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"
-    num_processes: int = 1
-    accelerate_config: str | None = None
-    trl: dict[str, Any] = field(default_factory=dict)
+
+class RLConfig(Section):
+    """One RL run (TRL names). ``trl`` passes further fields of the trainer's config through unchanged."""
+
+    reward: str | list[str] = Field(
+        "accuracy", description="reward name(s): accuracy, accuracy_lenient, accuracy_deepscaler, format, module:fn"
+    )
+    reward_weights: list[float] | None = Field(None, description="one weight per reward (TRL's; null: all 1)")
+    learning_rate: float = Field(1e-6, gt=0, description="learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    beta: float = Field(0.0, ge=0, description="KL coefficient (TRL's k3 estimator)")
+    entropy_coef: float = Field(0.0, ge=0, description="entropy bonus coefficient (loss - coef x entropy)")
+    loss_type: str = Field("dapo", description="TRL's loss aggregation (dapo: token-level mean over the batch)")
+    temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
+    num_generations: int = Field(8, ge=1, description="rollouts per prompt")
+    per_device_train_batch_size: int = Field(8, ge=1, description="completions per device and micro-batch")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_completion_length: int = Field(96, ge=1, description="tokens per rollout")
+    max_steps: int = Field(-1, description="optimizer steps (-1: num_train_epochs)")
+    num_train_epochs: float = Field(1.0, gt=0, description="epochs over the rows where max_steps is -1")
+    save_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: none)")
+    lr_scheduler_type: str = Field("constant", description="learning-rate schedule")
+    seed: int = Field(0, description="seed of the trainer")
+    use_vllm: bool = Field(False, description="vLLM rollouts (GPU)")
+    vllm_mode: str = Field("colocate", description="vLLM beside training (colocate) or a server")
+    num_processes: int = Field(1, ge=1, description="processes (GPUs): > 1 runs the stage under accelerate launch")
+    accelerate_config: str | None = Field(
+        None, description="accelerate config file, e.g. configs/accelerate/zero2.yaml"
+    )
+    trl: dict[str, Any] = Field(default_factory=dict, description="further fields of TRL's trainer config")
 
     @property
     def completions_per_step(self) -> int:
         """Completions per optimizer step over all ``num_processes`` (prompts x rollouts for GRPO)."""
         return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_processes
 
+    @property
+    def rewards(self) -> list[str]:
+        return [self.reward] if isinstance(self.reward, str) else list(self.reward)
+
+    @property
+    def algorithm_name(self) -> str:
+        return "grpo"
+
     def trainer_config_class(self) -> type:
         from trl import GRPOConfig
 
         return GRPOConfig
 
-    def __post_init__(self) -> None:
-        config_class = self.trainer_config_class()
-        known = {f.name for f in dataclasses.fields(config_class)}
-        for key in self.trl:
-            if key not in known:
-                raise ConfigError(f"unknown {config_class.__name__} field in trl: {key!r}")
-        if self.num_processes < 1:
-            raise ConfigError(f"num_processes must be >= 1, got {self.num_processes}")
-        if self.accelerate_config and not Path(self.accelerate_config).is_file():
-            raise ConfigError(f"accelerate_config: no such file {self.accelerate_config!r}")
+    def _section(self) -> str:
+        return "history" if isinstance(self, HistoryConfig) else "train"
+
+    @model_validator(mode="after")
+    def _check(self) -> RLConfig:
+        section = self._section()
         if self.per_device_train_batch_size % self.num_generations:
-            raise ConfigError(
-                f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
-                f"of num_generations ({self.num_generations})"
+            raise ValueError(
+                f"{section}.per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
+                f"of {section}.num_generations ({self.num_generations})"
             )
+        if self.accelerate_config and not Path(self.accelerate_config).is_file():
+            raise ValueError(f"{section}.accelerate_config: no such file {self.accelerate_config!r}")
+        if not self.rewards:
+            raise ValueError(f"{section}.reward: name at least one reward")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(
+                f"{section}.reward_weights: {len(self.reward_weights)} weights for {len(self.rewards)} rewards"
+            )
+        first_class = {PPO_NAMES.get(name, name) if self.algorithm_name == "ppo" else name: name for name in
+                       type(self).model_fields if name not in ("trl", "reward", "reward_weights")}  # fmt: skip
+        first_class["reward_weights"] = "reward_weights"
+        for key in self.trl:
+            if key in first_class:
+                raise ValueError(
+                    f"{section}.trl.{key} duplicates {section}.{first_class[key]}: set it there, once "
+                    "(the logged config must be the one that ran)"
+                )
+        if self.trl:
+            import dataclasses
+
+            config_class = self.trainer_config_class()
+            known = {f.name for f in dataclasses.fields(config_class)}
+            unknown = [key for key in self.trl if key not in known]
+            if unknown:
+                raise ValueError(f"{section}.trl.{unknown[0]}: not a field of TRL's {config_class.__name__}")
+        return self
 
 
-@dataclass
 class HistoryConfig(RLConfig):
-    """Per-example accuracy per epoch, from ``source``: ``grpo`` over the whole pool for ``num_train_epochs``
-    epochs (the paper's), an existing history ``file``, or the base model's ``pass_rate`` over
-    ``num_generations`` samples. With ``save_steps`` a ``grpo`` run checkpoints and resumes."""
+    """Per-example accuracy per epoch, from ``source``: ``grpo`` over the whole pool (the paper's), an existing
+    history ``file``, or the base model's ``pass_rate`` over ``num_generations`` samples."""
 
-    source: str = "grpo"
-    file: str | None = None
-    num_train_epochs: float = 2.0
+    source: Literal["grpo", "file", "pass_rate"] = Field("grpo", description="grpo, file or pass_rate")
+    file: str | None = Field(None, description="the history file (source: file), e.g. the official acc_step_500.json")
+    num_train_epochs: float = Field(2.0, gt=0, description="epochs of GRPO over the pool")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.source not in HISTORY_SOURCES:
-            raise ConfigError(f"history.source must be one of {', '.join(HISTORY_SOURCES)}, got {self.source!r}")
+    @model_validator(mode="after")
+    def _check_source(self) -> HistoryConfig:
         if self.source == "file" and not self.file:
-            raise ConfigError("history.file is required when history.source is 'file'")
+            raise ValueError("history.file is required when history.source is 'file'")
+        return self
 
 
-@dataclass
-class SelectConfig:
-    """Ranking method (``rlvr.select.METHODS``), the ranks to keep (``1``, ``1,13``, ``1-16``), the rows the
-    selection is repeated to (the batch size), and the seed of the ``random`` method."""
+class SelectConfig(Section):
+    """Which pool examples to train on."""
 
-    method: str = "std"
-    ranks: str = "1"
-    repeat: int = 16
-    seed: int = 0
+    method: SelectionMethod = Field("std", description="ranking: std (the paper's), random, lim, pass_rate")
+    ranks: str = Field("1", description="ranks to keep: 1, 1,13 or 1-16")
+    repeat: int = Field(16, ge=1, description="rows written: the selection repeated (the batch size)")
+    seed: int = Field(0, description="seed of the random method")
 
-    def __post_init__(self) -> None:
-        from rlvr.select import METHODS, parse_ranks
-
-        if self.method not in METHODS:
-            raise ConfigError(f"select.method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        parse_ranks(self.ranks)
-        if self.repeat < 1:
-            raise ConfigError(f"select.repeat must be >= 1, got {self.repeat}")
+    @field_validator("ranks", mode="before")
+    @classmethod
+    def _ranks(cls, value: Any) -> str:
+        text = str(value)
+        parse_ranks(text)
+        return text
 
 
-@dataclass
 class TrainConfig(RLConfig):
-    """RL on the selected example(s); checkpoints every ``save_steps``, a sample of the training completions
-    every ``sample_steps`` (0: none).
+    """RL on the selected example(s), checkpoints every ``save_steps``."""
 
-    ``algorithm``: ``grpo`` (the paper's) or ``ppo`` (TRL's PPO with a value model; ``trl`` then takes
-    ``PPOConfig`` fields). Loss ablations: ``policy_loss`` (the policy-gradient term; off = entropy/KL only),
-    ``beta`` (KL), ``entropy_coef``, ``weight_decay``. ``label`` trains on a given label instead of the gold
-    answer: one string for every row, or ``{id: label}``.
-    """
+    algorithm: Literal["grpo", "ppo"] = Field("grpo", description="grpo (the paper's) or ppo (with a value model)")
+    policy_loss: bool = Field(True, description="the policy-gradient term (false: entropy/KL only, an ablation)")
+    label: str | dict[str | int, str] | None = Field(
+        None, description="train on this label instead of the gold answer: one for all rows, or {id: label}"
+    )
+    max_steps: int = Field(20, ge=1, description="optimizer steps")
+    save_steps: int = Field(5, ge=1, description="checkpoint every N steps")
+    sample_steps: int = Field(0, ge=0, description="save training completions every N steps (0: never)")
+    keep_resume_state: bool = Field(
+        False, description="keep the last checkpoint's optimizer state once the training has finished"
+    )
+    peft: PeftConfig | None = Field(None, description="LoRA adapters (null: full fine-tuning)")
 
-    algorithm: str = "grpo"
-    policy_loss: bool = True
-    label: str | dict[str, str] | None = None
-    max_steps: int = 20
-    save_steps: int = 5
-    sample_steps: int = 0
+    @property
+    def algorithm_name(self) -> str:
+        return self.algorithm
 
     def trainer_config_class(self) -> type:
         if self.algorithm == "ppo":
@@ -241,131 +298,145 @@ class TrainConfig(RLConfig):
             return PPOConfig
         return super().trainer_config_class()
 
-    def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ConfigError(f"train.algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
-        super().__post_init__()
-        if self.max_steps < 1 or self.save_steps < 1:
-            raise ConfigError("train.max_steps and train.save_steps must be >= 1")
-        if self.sample_steps < 0:
-            raise ConfigError(f"train.sample_steps must be >= 0, got {self.sample_steps}")
-        if self.label is not None and not isinstance(self.label, (str, dict)):
-            raise ConfigError("train.label must be a string or a mapping {id: label}")
+    @model_validator(mode="after")
+    def _check_ppo(self) -> TrainConfig:
         if self.algorithm == "ppo":
             unsupported = {
                 "num_generations": (self.num_generations != 1, "must be 1 (the value model is the baseline)"),
                 "entropy_coef": (self.entropy_coef != 0, "must be 0 (TRL's PPO loss has no entropy term)"),
                 "policy_loss": (not self.policy_loss, "cannot be switched off"),
                 "use_vllm": (self.use_vllm, "is not available (TRL's PPO generates with transformers)"),
+                "peft": (self.peft is not None, "is not available (LoRA is for GRPO here)"),
+                "reward": (len(self.rewards) > 1, "must be one reward (TRL's PPO reads one reward model)"),
             }
             for name, (bad, reason) in unsupported.items():
                 if bad:
-                    raise ConfigError(f"train.{name} {reason} with algorithm 'ppo'")
+                    raise ValueError(f"train.{name} {reason} with algorithm 'ppo'")
+        return self
 
 
-@dataclass
-class EvaluateConfig:
-    """Every model (base as step 0, each checkpoint) on the held-out test set and ``data.benchmarks``.
+class ProtocolOverride(Section):
+    """A benchmark's sampling protocol, overriding the paper's for that name."""
 
-    Each benchmark has a protocol (samples per problem, temperature, top_p): the paper's by default (greedy;
-    8 samples at 0.6 for AIME24, AIME25, AMC23), overridden per benchmark name in ``protocols``. ``backend``:
-    ``transformers`` (CPU or GPU, batched) or ``vllm`` (GPU; ``tensor_parallel_size``). ``limit``: the first
-    problems of each benchmark only. ``batch_size`` counts generated sequences (transformers backend). ``stop``:
-    generation ends at these strings (the official evaluation's) and at the model's end-of-turn/-text tokens.
-    """
-
-    backend: str = "transformers"
-    max_new_tokens: int = 128
-    stop: list[str] = field(default_factory=lambda: ["</s>", "<|im_end|>", "<|endoftext|>"])
-    batch_size: int = 32
-    limit: int | None = None
-    seed: int = 0
-    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-
-    def __post_init__(self) -> None:
-        from rlvr.backends import BACKENDS
-        from rlvr.metrics import Protocol
-
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"evaluate.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        known = {f.name for f in dataclasses.fields(Protocol)}
-        for name, values in self.protocols.items():
-            unknown = set(values or {}) - known
-            if unknown:
-                raise ConfigError(
-                    f"evaluate.protocols.{name}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}"
-                )
+    num_samples: int | None = Field(None, ge=1, description="samples per problem")
+    temperature: float | None = Field(None, ge=0, description="0: greedy")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling")
 
 
-@dataclass
-class ReportConfig:
-    """Report options. ``headline_mode``: the grading the tables and figures use, and the one the best checkpoint
-    is chosen by everywhere (evaluate stage, model registry, report, ``dvc exp show``). ``step``: the step of the
-    second table (null: each run's last evaluated step). ``compare_experiments``: MLflow experiments whose
-    pipeline runs join this run in the report, optionally narrowed by ``compare_filter`` (an MLflow filter
-    on the pipeline (parent) runs, e.g. ``tags.family = 'qwen'``)."""
+class EvaluateConfig(Section):
+    """Every model (base as step 0, each checkpoint) on the held-out test set and ``data.benchmarks``."""
 
-    headline_mode: str = "strict"
-    step: int | None = None
-    compare_experiments: list[str] = field(default_factory=list)
-    compare_filter: str = ""
-
-    def __post_init__(self) -> None:
-        from rlvr.grading import GRADING_MODES
-
-        if self.headline_mode not in GRADING_MODES:
-            modes = ", ".join(GRADING_MODES)
-            raise ConfigError(f"report.headline_mode must be one of {modes}, got {self.headline_mode!r}")
+    backend: Literal["transformers", "vllm"] = Field("transformers", description="transformers (CPU/GPU) or vllm")
+    max_new_tokens: int = Field(128, ge=1, description="tokens per answer")
+    batch_size: int = Field(32, ge=1, description="sequences generated together (transformers backend)")
+    limit: int | None = Field(None, ge=1, description="only the first N problems of each benchmark")
+    seed: int = Field(0, description="sampling seed")
+    protocols: dict[str, ProtocolOverride] = Field(
+        default_factory=dict, description="per benchmark name, e.g. {aime24: {num_samples: 8, temperature: 0.6}}"
+    )
+    stop: list[str] = Field(
+        default_factory=lambda: ["</s>", "<|im_end|>", "<|endoftext|>"],
+        description="generation ends at these strings (the official evaluation's) and the model's end tokens",
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model (vllm)")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM's GPU memory share")
 
 
-@dataclass
-class Params:
+class ReportConfig(Section):
+    """Report options."""
+
+    headline_mode: GradingMode = Field(
+        "strict",
+        description="grading of the tables and figures, and of the best checkpoint everywhere (evaluate, registry)",
+    )
+    step: int | None = Field(None, ge=0, description="step of the second table (null: each run's last)")
+    compare_experiments: list[str] = Field(
+        default_factory=list, description="MLflow experiments whose pipeline runs join the report"
+    )
+    compare_filter: str = Field("", description="MLflow filter on those runs, e.g. tags.family = 'qwen'")
+
+
+class Params(Section):
     """The whole params file."""
 
-    paths: Paths = field(default_factory=Paths)
-    mlflow: TrackingConfig = field(default_factory=TrackingConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    history: HistoryConfig = field(default_factory=HistoryConfig)
-    select: SelectConfig = field(default_factory=SelectConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
+    paths: Paths = Field(default_factory=Paths, description="where stages read and write")
+    mlflow: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the base model and its prompts")
+    data: DataConfig = Field(default_factory=DataConfig, description="pool, test set, benchmarks")
+    history: HistoryConfig = Field(default_factory=HistoryConfig, description="the history stage")
+    select: SelectConfig = Field(default_factory=SelectConfig, description="the select stage")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the train stage")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="the evaluate stage")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="the report stage")
 
 
-def _build(cls: type, values: Any, where: str) -> Any:
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise ConfigError(f"unknown params key: {where}.{key}" if where else f"unknown params key: {key}")
-        sub = fields[key].type
-        sub_cls = globals().get(sub) if isinstance(sub, str) else sub
-        if dataclasses.is_dataclass(sub_cls):
-            value = _build(sub_cls, value, f"{where}.{key}" if where else key)
-        elif sub == "float" and isinstance(value, (int, str)) and not isinstance(value, bool):
-            try:
-                value = float(value)  # YAML 1.1 reads 2e-5 as a string
-            except ValueError as error:
-                raise ConfigError(f"{where}.{key} must be a number, got {value!r}") from error
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where or 'params'}: {error}") from error
+def parse_ranks(ranks: str) -> list[int]:
+    """``"1"``, ``"1,13"`` or ``"1-16"`` (and mixes such as ``"1-3,13"``) as 1-based ranks, in order."""
+    result: list[int] = []
+    for part in str(ranks).split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                result.extend(range(low, high + 1))
+            else:
+                result.append(int(part))
+        except ValueError as error:
+            raise ValueError(f"ranks: cannot read {part!r} (use forms like 1, 1,13 or 1-16)") from error
+    if not result or min(result) < 1:
+        raise ValueError(f"ranks must be positive, got {ranks!r}")
+    return result
+
+
+def partial_model(model: type[BaseModel], name: str | None = None) -> type[BaseModel]:
+    """``model`` with every field optional and unset by default, sections too: typed overrides (a flow's
+    parameter) of which only the keys given are applied."""
+    fields: dict[str, Any] = {}
+    for key, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = partial_model(annotation)
+        fields[key] = (annotation | None, Field(None, description=info.description))
+    config = ConfigDict(extra="forbid")
+    return create_model(name or f"{model.__name__}Overrides", __config__=config, **fields)
+
+
+Overrides = partial_model(Params, "Overrides")
+
+
+def override_values(overrides: BaseModel | dict | None) -> dict[str, Any]:
+    """The nested sections an :data:`Overrides` (or a plain mapping) sets, for :func:`load_params`."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return overrides
+    return overrides.model_dump(mode="json", exclude_unset=True)
+
+
+def describe(error: ValidationError) -> str:
+    """The first problem of a validation error as one line naming the dotted key."""
+    first = error.errors()[0]
+    # a union's member appears in the location as its type ("literal[...]", "BenchmarkFile"): not a key
+    parts = [str(p) for p in first["loc"] if not (isinstance(p, str) and (p[:1].isupper() or "[" in p))]
+    key = ".".join(parts)
+    if first["type"] == "extra_forbidden":
+        return f"unknown params key: {key}"
+    if first["type"] == "value_error":
+        message = str(first.get("ctx", {}).get("error", first["msg"]))
+        if parts and message.startswith(f"{parts[-1]}: "):
+            message = message[len(parts[-1]) + 2 :]
+        return message if not key or message.startswith(parts[0]) else f"{key}: {message}"
+    return f"{key}: {first['msg']} (got {first.get('input')!r})"
 
 
 def parse_params(values: dict[str, Any]) -> Params:
-    """Build :class:`Params` from a mapping, rejecting unknown keys with their dotted name."""
-    return _build(Params, values, "")
+    """Build :class:`Params` from a mapping; a bad key or value raises :class:`ConfigError` naming it."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"a params file is a mapping of sections, got {type(values).__name__}")
+    try:
+        return Params.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(describe(error)) from None
 
 
 def merge(base: dict, override: dict, replace: tuple[str, ...] = ()) -> dict:
@@ -380,6 +451,28 @@ def merge(base: dict, override: dict, replace: tuple[str, ...] = ()) -> dict:
     return merged
 
 
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """``["train.learning_rate=3e-5", ...]`` (``--set`` options) as nested sections; values read as YAML and
+    then typed by the params model."""
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ConfigError(f"--set {assignment!r}: write section.key=value, e.g. train.max_steps=10")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {key}: cannot read {text!r} ({error})") from error
+        node = overrides
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is set to a value and to a section")
+        node[parts[-1]] = value
+    return overrides
+
+
 def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Params:
     """Read and validate a params YAML file, with ``overrides`` (nested sections) merged in first."""
     path = Path(path)
@@ -388,13 +481,32 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
     try:
         return parse_params(merge(values, overrides or {}))
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
 
 
-def to_dict(params: Any) -> dict[str, Any]:
-    """Plain-dict view of a config dataclass, for logging exactly what ran."""
-    return dataclasses.asdict(params)
+def to_dict(config: BaseModel) -> dict[str, Any]:
+    """Plain-dict view of a config (JSON-ready), for logging exactly what ran."""
+    return config.model_dump(mode="json")
+
+
+def reference_table() -> str:
+    """The params reference (every key with its type, default and help) as Markdown, from the models."""
+    lines = ["| key | default | what it is |", "|---|---|---|"]
+    for section, field in Params.model_fields.items():
+        model = field.annotation
+        for name, info in model.model_fields.items():
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                default = default.model_dump(mode="json")
+            shown = "null" if default is None else yaml.safe_dump(default, default_flow_style=True).strip()
+            shown = shown.removesuffix("\n...").removesuffix("...").strip().replace("|", "\\|")
+            lines.append(f"| `{section}.{name}` | `{shown}` | {info.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_table())

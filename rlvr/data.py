@@ -1,141 +1,98 @@
-"""Datasets in one normalised schema: ``id``, ``problem``, ``answer``, ``source`` (plus optional fields).
+"""The data stage: materialise the candidate pool, the held-out test set and the benchmarks in the normalised
+schema, and a manifest (rows, rows left out for lack of a gold answer and their ids, SHA-256 of each file).
 
-Reads and writes jsonl or parquet by extension; loads verl parquet (id = ``extra_info.index``), MATH500-style
-jsonl and already-normalised files. Writes are atomic, so an interrupted stage leaves no complete-looking file.
+Datasets come from the catalogue (``rlvr.datasets``: registry names and the generated suites), from a file
+(``data.pool: file`` / ``data.test: file``, or a ``{name, file}`` benchmark of the user's own), or from the
+embedded generator (``generator``: word problems, the pool and test set of the embedded default).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-from collections.abc import Iterable
+import logging
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
+from rlvr.config import BenchmarkFile, DataConfig, Params, Paths
+from rlvr.datasets import Loaded, load
+from rlvr.errors import InputError
+from rlvr.files import file_sha256, read_rows, write_json, write_rows
+from rlvr.generator import generate
 
-from rlvr.config import InputError
-
-VERL_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+logger = logging.getLogger(__name__)
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (dataset identity for lineage)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _own_file(name: str, file: str, size: int | None = None) -> Loaded:
+    """A dataset file of the user's own, with the registry's rules: rows without a gold answer counted."""
+    rows, excluded = [], []
+    for row in read_rows(file):
+        (rows if str(row["answer"]).strip() and str(row["problem"]).strip() else excluded).append(row)
+    if excluded:
+        logger.warning("%s (%s): %d rows have no gold answer and are left out", name, file, len(excluded))
+    if len({row["id"] for row in rows}) != len(rows):
+        raise InputError(f"{name} ({file}): duplicate ids")
+    return Loaded(name, rows[:size], len(excluded), str(file), [row["id"] for row in excluded])
 
 
-def fingerprint(*parts: Any) -> str:
-    """A short hash of JSON-serialisable ``parts`` (settings, rows): equal parts, equal run."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _load(name: str, config: DataConfig, file: str | None = None, size: int | None = None) -> Loaded:
+    loaded = load(name, file, config.local_dir, config.suite_size, config.suite_seed, config.suite_split)
+    loaded.rows = loaded.rows[:size]
+    return loaded
 
 
-def write_json(path: str | Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+def materialise(config: DataConfig, paths: Paths) -> dict:
+    """Write pool, test set and benchmarks under ``paths``; returns the manifest (also written)."""
+    needs_generator = "generator" in (config.pool, config.test)
+    generated = generate(config.pool_size or 0, config.test_size or 0, config.seed) if needs_generator else ([], [])
+    parts = {}
+    for key, rows in zip(("pool", "test"), generated, strict=True):
+        name, file, size = getattr(config, key), getattr(config, f"{key}_file"), getattr(config, f"{key}_size")
+        if name == "generator":
+            parts[key] = Loaded("generator", rows, 0, f"generator:seed={config.seed}")
+        elif name == "file":
+            parts[key] = _own_file(Path(file).stem, file, size)
+        else:
+            parts[key] = _load(name, config, file, size)
+        if not parts[key].rows:
+            raise InputError(f"data.{key}: {parts[key].origin} has no usable rows")
+    benchmarks = {}
+    for entry in config.benchmarks:
+        if isinstance(entry, BenchmarkFile):
+            benchmarks[entry.name] = _own_file(entry.name, entry.file)
+        else:
+            benchmarks[entry] = _load(entry, config)
+        if not benchmarks[DataConfig.benchmark_name(entry)].rows:
+            raise InputError(f"data.benchmarks: {DataConfig.benchmark_name(entry)} has no usable rows")
+    pool_problems = {row["problem"] for row in parts["pool"].rows}
+    for key, loaded in {"test": parts["test"], **benchmarks}.items():
+        shared = pool_problems & {row["problem"] for row in loaded.rows}
+        if shared:
+            raise InputError(f"the pool and {key} share {len(shared)} problems, e.g. {sorted(shared)[0]!r}")
+    outputs = {"pool": (parts["pool"], Path(paths.pool)), "test": (parts["test"], Path(paths.test))}
+    outputs |= {name: (loaded, Path(paths.benchmarks_dir) / f"{name}.jsonl") for name, loaded in benchmarks.items()}
+    Path(paths.benchmarks_dir).mkdir(parents=True, exist_ok=True)  # an output even when there is no benchmark
+    manifest = {}
+    for key, (loaded, path) in outputs.items():
+        write_rows(path, loaded.rows)
+        manifest[key] = {
+            "dataset": loaded.name,
+            "origin": loaded.origin,
+            "rows": len(loaded.rows),
+            "missing_answer": loaded.missing_answer,
+            "excluded_ids": loaded.excluded_ids,
+            "path": str(path),
+            "sha256": file_sha256(path),
+        }
+    write_json(paths.data_manifest, manifest)
+    return manifest
 
 
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from error
+def run(params: Params, parent_id: str | None = None) -> dict:
+    """The data stage (see module docstring), tracked: row counts as metrics, datasets as MLflow inputs."""
+    from rlvr import tracking
 
-
-def write_rows(path: str | Path, rows: Iterable[dict]) -> None:
-    """Write rows as jsonl or parquet, chosen by the file extension."""
-    path, rows = Path(path), list(rows)
-    if path.suffix == ".parquet":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".parquet.tmp")
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    elif path.suffix == ".jsonl":
-        atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    else:
-        raise InputError(f"unsupported output format (use .jsonl or .parquet): {path}")
-
-
-def read_records(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise InputError(f"input file not found: {path}")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path).to_dict("records")
-    if path.suffix in (".jsonl", ".json"):
-        rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise InputError(f"{path}:{number}: not valid JSON ({error})") from error
-        return rows
-    raise InputError(f"unsupported input format (use .jsonl or .parquet): {path}")
-
-
-def verl_problem(row: dict) -> str:
-    """The problem text of a verl row: its last prompt message without verl's instruction."""
-    prompt = row.get("prompt")
-    text = prompt[-1]["content"] if prompt is not None and len(prompt) else ""
-    return str(text).replace(VERL_INSTRUCTION, "").strip()
-
-
-def verl_id(row: dict, index: int) -> str:
-    """A verl row's example id: ``extra_info.index`` (the key of the official history files)."""
-    return str((row.get("extra_info") or {}).get("index", index))
-
-
-def verl_gold(row: dict) -> str:
-    value = (row.get("reward_model") or {}).get("ground_truth")
-    return "" if value is None else str(value).strip()
-
-
-def _from_verl(row: dict, index: int) -> dict:
-    return {
-        "id": verl_id(row, index),
-        "problem": verl_problem(row),
-        "answer": verl_gold(row),
-        "source": str(row.get("data_source", "verl")),
-    }
-
-
-def normalise(row: dict, index: int, source: str) -> dict:
-    """One raw row (verl, MATH500-style or normalised) in the normalised schema."""
-    if "reward_model" in row and "prompt" in row:
-        return _from_verl(row, index)
-    problem = row.get("problem") or row.get("question")
-    if problem is None or row.get("answer") is None:
-        raise InputError(f"{source}: row {index} has no problem/question or no answer field")
-    normalised = {
-        "id": str(row.get("id", row.get("unique_id", index))),
-        "problem": str(problem),
-        "answer": str(row["answer"]),
-        "source": str(row.get("source", source)),
-    }
-    for extra in ("subject", "level"):
-        if extra in row:
-            normalised[extra] = row[extra]
-    return normalised
-
-
-def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a dataset file in the normalised schema, whatever its supported format."""
-    path = Path(path)
-    return [normalise(row, i, path.stem) for i, row in enumerate(read_records(path))]
+    with tracking.stage_run("data", params, parent_id):
+        manifest = materialise(params.data, params.paths)
+        for key, entry in manifest.items():
+            tracking.log_metrics({f"{key}.rows": entry["rows"], f"{key}.missing_answer": entry["missing_answer"]})
+        tracking.log_artifact(params.paths.data_manifest)
+        tracking.log_datasets(manifest, "data")
+        return manifest

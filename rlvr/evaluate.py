@@ -20,19 +20,31 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rlvr import tracking
 from rlvr.backends import make_backend
-from rlvr.checkpoints import checkpoints
-from rlvr.config import EvaluateConfig, InputError, ModelConfig
-from rlvr.data import read_json, read_rows, write_json, write_rows
-from rlvr.grading import bounded
-from rlvr.metrics import Protocol, best_row, breakdown, ends_in_loop, protocol_for, self_reflects, summarise
+from rlvr.checkpoints import checkpoints, is_finished
+from rlvr.config import EvaluateConfig, ModelConfig, Params
+from rlvr.errors import InputError
+from rlvr.files import read_json, read_records, read_rows, write_json, write_rows
+from rlvr.grading import CHOICE_DATASETS, bounded
+from rlvr.metrics import (
+    Protocol,
+    average_interval,
+    best_row,
+    breakdown,
+    ends_in_loop,
+    paired_test,
+    problem_scores,
+    protocol_for,
+    self_reflects,
+    summarise,
+)
 from rlvr.rewards import GRADING_MODES, grade_answer, last_boxed
 from rlvr.templates import Template, get_template
 
 logger = logging.getLogger(__name__)
 
-GRADING_VERSION = 3  # part of every fingerprint: bump when grading changes, so results are recomputed
-CHOICE_DATASETS = ("arc_easy", "arc_challenge")
+GRADING_VERSION = 3  # part of every result key: bump when grading changes, so results are recomputed
 BREAKDOWN_FIELDS = ("subject", "level")
 _NOT_IN_METRIC_NAMES = re.compile(r"[^\w\-.:/]")
 
@@ -46,10 +58,12 @@ class Benchmark:
     path: Path
 
 
-def suite(test_path: str | Path, test_dataset: str, benchmarks_dir: str | Path, names: list[str]) -> list[Benchmark]:
+def suite(params: Params) -> list[Benchmark]:
     """The held-out test set (``test``) and each materialised benchmark, the test set's dataset not twice."""
-    benchmarks = [Benchmark("test", test_dataset, Path(test_path))]
-    benchmarks += [Benchmark(n, n, Path(benchmarks_dir) / f"{n}.jsonl") for n in names if n != test_dataset]
+    paths, test_dataset = params.paths, params.data.test
+    benchmarks = [Benchmark("test", test_dataset, Path(paths.test))]
+    names = params.data.benchmark_names
+    benchmarks += [Benchmark(n, n, Path(paths.benchmarks_dir) / f"{n}.jsonl") for n in names if n != test_dataset]
     return benchmarks
 
 
@@ -92,13 +106,15 @@ def benchmark_metrics(samples: list[dict]) -> dict:
     return metrics
 
 
-def fingerprint(
+def result_key(
     model_dir: Path, rows: list[dict], model: ModelConfig, protocol: Protocol, config: EvaluateConfig
 ) -> str:
-    """Identifies one evaluation: the model's weight files, the problems, the prompt, protocol and settings."""
+    """Identifies one evaluation result: the model's weight files, the problems, the prompt, protocol and
+    settings; a stored result with the same key is reused instead of generated again."""
     weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model_dir.glob("*.safetensors"))
     settings = [config.max_new_tokens, config.seed, config.backend, config.stop, GRADING_VERSION]
-    payload = [str(model_dir.resolve()), weights, rows, asdict(model), asdict(protocol), settings]
+    prompt = [model.template, model.system_prompt, model.instruction]
+    payload = [str(model_dir.resolve()), weights, rows, prompt, asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -129,7 +145,22 @@ def step_row(step: int, results: dict[str, dict]) -> dict:
     averaged = [name for name in results if name != "test"] or ["test"]
     for mode in GRADING_MODES:
         row[f"average.accuracy_{mode}"] = statistics.fmean(results[n][f"accuracy_{mode}"] for n in averaged)
+        low, high = average_interval([results[n] for n in averaged], mode)
+        row[f"average.accuracy_{mode}_low"], row[f"average.accuracy_{mode}_high"] = low, high
     return row
+
+
+def _scores(out_dir: Path, step: int, name: str, mode: str) -> dict[str, float]:
+    return problem_scores(read_records(out_dir / "samples" / f"step-{step}" / f"{name}.jsonl"), mode)
+
+
+def add_paired_tests(out_dir: Path, step: int, results: dict[str, dict]) -> None:
+    """Add to each benchmark's results of ``step`` its gain over the base model (step 0) and the p-value of the
+    paired test on the same problems (``gain_<mode>``, ``p_value_<mode>``)."""
+    for name, metrics in results.items():
+        for mode in GRADING_MODES:
+            test = paired_test(_scores(out_dir, 0, name, mode), _scores(out_dir, step, name, mode))
+            metrics |= {f"{key}_{mode}": value for key, value in test.items()}
 
 
 def load_benchmarks(benchmarks: list[Benchmark], config: EvaluateConfig) -> dict[str, list[dict]]:
@@ -158,7 +189,7 @@ def evaluate_model(
 ) -> dict[str, dict]:
     """Metrics of one model (the base as step 0, or a checkpoint) per benchmark, written under ``out_dir``.
 
-    A benchmark already evaluated with the same fingerprint is read back instead of generated again.
+    A benchmark already evaluated with the same result key is read back instead of generated again.
     """
     out_dir, model_dir = Path(out_dir), Path(model_dir)
     template = get_template(model.template)
@@ -167,9 +198,9 @@ def evaluate_model(
     for bench in benchmarks:
         rows, protocol = data[bench.name], protocol_for(bench.dataset, config.protocols)
         metrics_path = out_dir / "steps" / f"step-{step}" / f"{bench.name}.json"
-        key = fingerprint(model_dir, rows, model, protocol, config)
+        key = result_key(model_dir, rows, model, protocol, config)
         previous = read_json(metrics_path) if metrics_path.is_file() else {}
-        if previous.get("fingerprint") == key:
+        if previous.get("result_key") == key:
             logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
             results[bench.name] = previous
             continue
@@ -183,9 +214,9 @@ def evaluate_model(
         metrics = {"step": step, "benchmark": bench.name, "dataset": bench.dataset, "protocol": asdict(protocol)}
         metrics |= benchmark_metrics(samples)
         metrics |= {f"grading_{key}": after[key] - before[key] for key in ("refused", "timeouts")}
-        metrics["fingerprint"] = key
+        metrics["result_key"] = key
         write_rows(out_dir / "samples" / f"step-{step}" / f"{bench.name}.jsonl", samples)
-        write_json(metrics_path, metrics)  # last: its fingerprint marks the pair as done
+        write_json(metrics_path, metrics)  # last: its key marks the pair as done
         results[bench.name] = metrics
     if hasattr(backend, "close"):
         backend.close()
@@ -212,6 +243,8 @@ def run_evaluate(
     rows_by_step = []
     for step, model_dir in tqdm(models, desc="evaluate checkpoints", unit="model"):
         results = evaluate_model(config, model, step, model_dir, benchmarks, out_dir, data)
+        if step > 0:
+            add_paired_tests(out_dir, step, results)
         row = step_row(step, results)
         if on_result is not None:
             flat = {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()}
@@ -222,3 +255,38 @@ def run_evaluate(
     summary = {"headline_mode": headline_mode, "base": rows_by_step[0], "best": best}
     write_json(out_dir / "metrics.json", summary | {"num_checkpoints": len(models) - 1})
     return rows_by_step
+
+
+def register_best(params: Params, best: dict | None) -> None:
+    """Register the run's best checkpoint (``rlvr.metrics.best_row`` under the headline grading) with its metrics,
+    once its training has ended."""
+    train_dir = params.paths.train_dir
+    if best is None or not is_finished(train_dir):  # a training still running registers once it has ended
+        return
+    checkpoint = dict(checkpoints(train_dir))[best["step"]]
+    metrics = {key: value for key, value in best.items() if isinstance(value, int | float) and key != "step"}
+    name = params.mlflow.registered_model or params.mlflow.experiment
+    key_metric = f"average.accuracy_{params.report.headline_mode}"
+    tracking.register_checkpoint(name, checkpoint, best["step"], metrics, key_metric)
+
+
+def run(params: Params, parent_id: str | None = None) -> list[dict]:
+    """The evaluate stage: the base model and every complete checkpoint of ``paths.train_dir`` on the suite,
+    results in ``paths.eval_dir``; the best checkpoint registered."""
+    eval_dir = Path(params.paths.eval_dir)
+    with tracking.stage_run("evaluate", params, parent_id):
+        rows = run_evaluate(
+            params.evaluate,
+            params.model,
+            params.paths.model_dir,
+            params.paths.train_dir,
+            suite(params),
+            eval_dir,
+            params.report.headline_mode,
+            on_result=lambda step, metrics: tracking.log_metrics(metrics, step),
+        )
+        tracking.log_artifact(eval_dir / "metrics.json")
+        tracking.log_artifact(eval_dir / "by_step.json")
+        if params.mlflow.register_best:
+            register_best(params, read_json(eval_dir / "metrics.json")["best"])
+        return rows

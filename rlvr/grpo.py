@@ -9,11 +9,13 @@ from typing import Any
 import mlflow
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from rlvr.config import ModelConfig, RLConfig
+from rlvr import tracking
+from rlvr.config import ModelConfig, PeftConfig, RLConfig
+from rlvr.model import load_policy
 from rlvr.templates import get_template
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class MlflowStepLogger(TrainerCallback):
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step"
         }
         if metrics:
-            mlflow.log_metrics(metrics, step=step)
+            tracking.log_metrics(metrics, step)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step and mlflow.active_run() is not None and state.is_world_process_zero:
@@ -91,17 +93,25 @@ def grpo_args(
         "use_cpu": not torch.cuda.is_available(),
         "disable_tqdm": False,
     }
+    if config.reward_weights is not None:
+        values["reward_weights"] = list(config.reward_weights)
     values.update(config.trl)
     return GRPOConfig(**values)
 
 
-def load_policy(model_dir: str | Path):
-    """Model and tokenizer from a transformers directory (left padding, as GRPO generation needs)."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return model, tokenizer
+def peft_config(config: PeftConfig | None):
+    """PEFT's ``LoraConfig`` for ``train.peft`` (TRL's ``peft_config``), or None for full fine-tuning."""
+    if config is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 class EpochSeededRepeatSampler(RepeatSampler):
@@ -152,8 +162,10 @@ def build_trainer(
     keep=None,
     callbacks=(),
     policy_loss=True,
+    peft: PeftConfig | None = None,
 ) -> GRPOTrainer:
-    """A GRPOTrainer on ``rows`` logging to MLflow under ``prefix`` (after ``callbacks``, which may add metrics)."""
+    """A GRPOTrainer on ``rows`` logging to MLflow under ``prefix`` (after ``callbacks``, which may add metrics).
+    ``reward``: one TRL reward function or a list (combined by TRL with ``config.reward_weights``)."""
     model, tokenizer = load_policy(model_dir)
     return ResumableGRPOTrainer(
         model=model,
@@ -163,4 +175,5 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=[*callbacks, MlflowStepLogger(prefix)],
         policy_loss=policy_loss,
+        peft_config=peft_config(peft),
     )

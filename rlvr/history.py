@@ -24,12 +24,13 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from rlvr import tracking
+from rlvr import launch, tracking
 from rlvr.checkpoints import resume_point
-from rlvr.config import HistoryConfig, InputError, ModelConfig, to_dict
-from rlvr.data import fingerprint, read_json, read_rows, write_json
+from rlvr.config import HistoryConfig, ModelConfig, Params, to_dict
+from rlvr.errors import InputError
+from rlvr.files import content_hash, excluded_ids, read_json, read_rows, write_json
 from rlvr.grpo import build_trainer
-from rlvr.rewards import get_reward
+from rlvr.rewards import combined_reward
 from rlvr.select import id_order, validate_history
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ def grpo_history(config: HistoryConfig, model_dir, pool: list[dict], prompt: Mod
             len(pool),
             prompts_per_step,
         )
-    recorder = AccuracyRecorder(get_reward(config.reward))
-    resume = resume_point(work_dir, fingerprint(to_dict(config), to_dict(prompt), pool, str(model_dir)), RECORD_FILE)
+    recorder = AccuracyRecorder(combined_reward(config.rewards, config.reward_weights))
+    resume = resume_point(work_dir, content_hash(to_dict(config), to_dict(prompt), pool, str(model_dir)), RECORD_FILE)
     if resume is not None:
         logger.info("resuming the history run from %s", resume)
         recorder.load_state(read_json(resume / RECORD_FILE))
@@ -142,7 +143,7 @@ def pass_rate_history(config: HistoryConfig, model_dir, pool: list[dict], prompt
     prompts = [template.render(row["problem"], prompt, backend.tokenizer) for row in pool]
     protocol = Protocol(config.num_generations, config.temperature, 1.0)
     samples = backend.generate(prompts, protocol, config.max_completion_length, config.seed)
-    reward = get_reward(config.reward)
+    reward = combined_reward(config.rewards, config.reward_weights)
     history = {}
     for row, completions in zip(pool, samples, strict=True):
         k = len(completions)
@@ -182,3 +183,20 @@ def run_history(
         write_json(out_path, history)
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints only serve resumption
     return history
+
+
+def run(params: Params, parent_id: str | None = None) -> dict[str, list[float]]:
+    """The history stage: ``paths.pool`` -> ``paths.history`` (GRPO under ``accelerate launch`` with several
+    processes: the stage runs its own entry point again, ``pipelines.history``)."""
+    paths = params.paths
+    if params.history.source == "grpo" and launch.needs_launch(params.history):
+        launch.relaunch(params.history, "pipelines.history", params, parent_id)
+        return read_json(paths.history)
+    with tracking.stage_run("history", params, parent_id):
+        excluded = excluded_ids(paths.data_manifest)
+        result = run_history(
+            params.history, paths.model_dir, paths.pool, params.model, paths.history, paths.history_work, excluded
+        )
+        tracking.log_metrics({"examples": len(result), "max_epochs": max(map(len, result.values()), default=0)})
+        tracking.log_artifact(paths.history)
+        return result

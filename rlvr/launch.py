@@ -34,12 +34,13 @@ def launch_command(config: RLConfig, module: str, args: list[str]) -> list[str]:
     return [*command, "-m", module, *args]
 
 
-def relaunch(config: RLConfig, module: str, params: Params, args: list[str], parent_id: str | None) -> None:
-    """Run ``module`` with ``params`` (written to a temporary file) under ``accelerate launch``; waits for it."""
+def relaunch(config: RLConfig, module: str, params: Params, parent_id: str | None) -> None:
+    """Run ``module`` with ``params`` (written to a temporary file, every path in it) under ``accelerate
+    launch``; waits for it."""
     with tempfile.TemporaryDirectory(prefix="rlvr-launch-") as tmp:
         params_path = Path(tmp) / "params.yaml"
         params_path.write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
         env = {**os.environ, **({PARENT_RUN_ENV: parent_id} if parent_id else {})}
-        result = subprocess.run(launch_command(config, module, ["--params", str(params_path), *args]), env=env)
+        result = subprocess.run(launch_command(config, module, ["--params", str(params_path)]), env=env)
     if result.returncode:
         raise RuntimeError(f"{module} under accelerate launch failed with exit status {result.returncode}")

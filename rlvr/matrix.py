@@ -30,14 +30,16 @@ from typing import Any
 
 import yaml
 
-from rlvr.config import ConfigError, InputError, Params, Paths, ReportConfig, merge, parse_params
+from rlvr.config import Params, Paths, ReportConfig, merge, parse_params
+from rlvr.errors import ConfigError, InputError
+from rlvr.stages import STAGES
 
 logger = logging.getLogger(__name__)
 
 AXES = {"models": None, "example_sets": ("select",), "algorithms": ("train",)}  # sections each axis may set
 NOT_OVERRIDABLE = ("paths", "mlflow")
 REPLACED = ("trl",)  # an algorithm's TRL options replace the base's (they are the trainer's own)
-MODEL_PATHS = ("model_dir", "pool", "test", "benchmarks_dir", "data_manifest", "history", "history_work")
+MODEL_PATHS = tuple(key for stage in STAGES if stage.per_model for key in stage.writes)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -109,8 +111,9 @@ def _params_file(path: Path, where: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def load_matrix(path: str | Path) -> Matrix:
-    """Read and validate a matrix file; every cell's params are checked like a params file."""
+def load_matrix(path: str | Path, overrides: dict | None = None) -> Matrix:
+    """Read and validate a matrix file; every cell's params are checked like a params file. ``overrides``
+    (nested params sections, e.g. from ``--set``) apply to every cell."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"matrix file not found: {path}")
@@ -127,9 +130,11 @@ def load_matrix(path: str | Path) -> Matrix:
     for (model, m), (examples, e), (algorithm, a) in itertools.product(*(axes[axis].items() for axis in AXES)):
         m = dict(m)
         model_base = _params_file(path.parent / m.pop("base"), f"{path}: models.{model}.base") if "base" in m else base
-        values = merge(merge(merge(model_base, m), e), a, replace=REPLACED)
+        values = merge(merge(merge(merge(model_base, m), e), a, replace=REPLACED), overrides or {})
         values["mlflow"] = merge(values.get("mlflow") or {}, spec.get("mlflow") or {})
-        values["paths"] = cell_paths(root, model, examples, algorithm, {**vars(Paths()), **base.get("paths", {})})
+        values["paths"] = cell_paths(
+            root, model, examples, algorithm, {**Paths().model_dump(), **base.get("paths", {})}
+        )
         try:
             params = parse_params(values)
         except ConfigError as error:

@@ -1,15 +1,23 @@
-"""Evaluation protocols and metrics: accuracy (avg@k), unbiased pass@k, maj@k, response-shape shares.
+"""Evaluation protocols and metrics: accuracy (avg@k) with its 95% interval, unbiased pass@k, maj@k,
+response-shape shares, and the paired test of a checkpoint against the base model.
 
-Pure functions over graded samples, so they are testable without a model.
+Intervals: Wilson's score interval for one sample per problem; a bootstrap over problems for k > 1 samples.
+Paired test of two models on the same problems: exact McNemar on the per-problem outcomes (one sample each),
+a paired bootstrap over problems for k > 1. Pure functions over graded samples, testable without a model.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from math import comb
+
+Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
+BOOTSTRAP_RESAMPLES = 2000
 
 REFLECTION_WORDS = ("rethink", "recheck", "recalculate")
 _REFLECTION = re.compile("|".join(REFLECTION_WORDS), re.IGNORECASE)
@@ -94,7 +102,9 @@ def summarise(samples: list[dict], modes: tuple[str, ...]) -> dict[str, float]:
     metrics: dict[str, float] = {"num_problems": len(groups), "samples_per_problem": k}
     for mode in modes:
         flags = [[bool(s[f"correct_{mode}"]) for s in group] for group in groups]
-        metrics[f"accuracy_{mode}"] = statistics.fmean(sum(f) / len(f) for f in flags)
+        scores = [sum(f) / len(f) for f in flags]
+        metrics[f"accuracy_{mode}"] = statistics.fmean(scores)
+        metrics[f"accuracy_{mode}_low"], metrics[f"accuracy_{mode}_high"] = accuracy_interval(scores)
         if k > 1:
             metrics[f"pass_at_{k}_{mode}"] = statistics.fmean(pass_at_k(len(f), sum(f), k) for f in flags)
             metrics[f"maj_at_{k}_{mode}"] = statistics.fmean(
@@ -129,3 +139,84 @@ def best_row(rows: list[dict], mode: str) -> dict | None:
     key = f"average.accuracy_{mode}"
     candidates = [row for row in rows if row["step"] > 0 and row.get(key) is not None]
     return max(candidates, key=lambda row: (row[key], -row["step"]), default=None)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson's score interval of a proportion (95% by default); (0, 1) without observations."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_interval(scores: list[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """The 2.5% and 97.5% percentiles of the mean over problems resampled with replacement."""
+    rng = random.Random(seed)
+    n = len(scores)
+    means = sorted(sum(rng.choices(scores, k=n)) / n for _ in range(resamples))
+    return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+
+
+def accuracy_interval(scores: list[float]) -> tuple[float, float]:
+    """95% interval of an accuracy from per-problem scores: Wilson where each is 0 or 1, else a bootstrap."""
+    if all(score in (0.0, 1.0) for score in scores):
+        return wilson_interval(int(sum(scores)), len(scores))
+    return bootstrap_interval(scores)
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs (right only before, right only after)."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_bootstrap_p(
+    before: list[float], after: list[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> float:
+    """Two-sided p-value of a mean paired difference (after - before) by bootstrapping the problems under the
+    null (differences centred on 0)."""
+    differences = [a - b for a, b in zip(after, before, strict=True)]
+    n, observed = len(differences), statistics.fmean(differences)
+    centred = [d - observed for d in differences]
+    rng = random.Random(seed)
+    extreme = sum(abs(sum(rng.choices(centred, k=n)) / n) >= abs(observed) - 1e-12 for _ in range(resamples))
+    return (extreme + 1) / (resamples + 1)
+
+
+def paired_test(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Gain and p-value of ``after`` over ``before`` (per-problem scores by problem id, the shared ids): exact
+    McNemar where every score is 0 or 1, a paired bootstrap otherwise."""
+    ids = [key for key in before if key in after]
+    if not ids:
+        return {}
+    first, second = [before[i] for i in ids], [after[i] for i in ids]
+    gain = statistics.fmean(second) - statistics.fmean(first)
+    if all(score in (0.0, 1.0) for score in first + second):
+        only_after = sum(b == 0.0 and a == 1.0 for b, a in zip(first, second, strict=True))
+        only_before = sum(b == 1.0 and a == 0.0 for b, a in zip(first, second, strict=True))
+        p_value = mcnemar_exact(only_before, only_after)
+    else:
+        p_value = paired_bootstrap_p(first, second)
+    return {"gain": gain, "p_value": p_value}
+
+
+def problem_scores(samples: list[dict], mode: str) -> dict[str, float]:
+    """Per problem (by id), the share of its samples graded correct under ``mode``."""
+    flags: dict[str, list[bool]] = defaultdict(list)
+    for sample in samples:
+        flags[str(sample["id"])].append(bool(sample[f"correct_{mode}"]))
+    return {key: sum(values) / len(values) for key, values in flags.items()}
+
+
+def average_interval(metrics: list[dict], mode: str) -> tuple[float, float]:
+    """95% interval of a benchmark average from each benchmark's interval (independent benchmarks, normal
+    approximation: the half-widths combine in quadrature, divided by the number of benchmarks)."""
+    key = f"accuracy_{mode}"
+    mean = statistics.fmean(m[key] for m in metrics)
+    half = math.sqrt(sum(((m[f"{key}_high"] - m[f"{key}_low"]) / 2) ** 2 for m in metrics)) / len(metrics)
+    return max(0.0, mean - half), min(1.0, mean + half)

@@ -18,7 +18,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from rlvr import tracking
-from rlvr.data import write_rows
+from rlvr.files import write_rows
 from rlvr.rewards import completion_text, last_boxed
 
 SAMPLES_KEPT = 16  # completions per sample file

@@ -19,7 +19,8 @@ from transformers import AutoModelForSequenceClassification
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from rlvr.config import ModelConfig, TrainConfig
-from rlvr.grpo import MlflowStepLogger, load_policy
+from rlvr.grpo import MlflowStepLogger
+from rlvr.model import load_policy
 from rlvr.templates import get_template
 
 

@@ -133,6 +133,22 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
 }
 
 
+def combined_reward(names: list[str], weights: list[float] | None = None) -> Callable[..., list[float]]:
+    """One TRL reward function for ``names``: the reward itself where there is one, else the weighted sum of
+    their rewards, as TRL combines several (``sum_i weight_i * reward_i``, weights 1 by default)."""
+    functions = [get_reward(name) for name in names]
+    if len(functions) == 1 and not weights:
+        return functions[0]
+    weights = list(weights) if weights else [1.0] * len(functions)
+
+    def weighted(completions: list, **kwargs: Any) -> list[float]:
+        columns = [function(completions, **kwargs) for function in functions]
+        return [sum(w * (r or 0.0) for w, r in zip(weights, row, strict=True)) for row in zip(*columns, strict=True)]
+
+    weighted.__name__ = "+".join(getattr(f, "__name__", "reward") for f in functions)
+    return weighted
+
+
 def get_reward(name: str) -> Callable[..., list[float]]:
     """The reward registered under ``name``, or a researcher's own TRL reward given as ``module:function``."""
     if ":" in name:

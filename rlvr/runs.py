@@ -9,12 +9,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
-from rlvr.config import Params
-from rlvr.data import read_json, read_records, read_rows
+from rlvr.config import BenchmarkName, Params, parse_ranks
+from rlvr.files import read_json, read_records, read_rows
+from rlvr.grading import GRADING_MODES
 from rlvr.metrics import best_row
-from rlvr.registry import BENCHMARKS
-from rlvr.select import parse_ranks
+
+BENCHMARKS = get_args(BenchmarkName)
 
 EXCLUDED_SUFFIXES = (".num_problems", ".samples_per_problem")
 
@@ -42,6 +44,24 @@ class RunResult:
     def value(self, step: int, benchmark: str, metric: str) -> float | None:
         return self.evals.get(step, {}).get(f"{benchmark}.{metric}")
 
+    def accuracy(self, step: int | None, benchmark: str, mode: str) -> tuple[float, float, float] | None:
+        """``(accuracy, low, high)`` (95% interval) of ``benchmark`` at ``step``; None where not evaluated."""
+        if step is None:
+            return None
+        key = f"accuracy_{mode}"
+        value = self.value(step, benchmark, key)
+        if value is None:
+            return None
+        low, high = self.value(step, benchmark, f"{key}_low"), self.value(step, benchmark, f"{key}_high")
+        return value, value if low is None else low, value if high is None else high
+
+    def paired(self, step: int | None, benchmark: str, mode: str) -> tuple[float, float] | None:
+        """``(gain over the base model, p-value of the paired test)`` at ``step``; None where not computed."""
+        if step is None:
+            return None
+        gain, p_value = self.value(step, benchmark, f"gain_{mode}"), self.value(step, benchmark, f"p_value_{mode}")
+        return None if gain is None or p_value is None else (gain, p_value)
+
     def benchmark_mean(self, step: int, metric: str) -> float | None:
         """The mean of ``metric`` over the evaluated benchmarks at ``step`` (None if none has it)."""
         values = [v for b in self.benchmarks if (v := self.value(step, b, metric)) is not None]
@@ -55,6 +75,19 @@ class RunResult:
     def saturation_step(self) -> int | None:
         """The first step where the training example's accuracy reaches 100%."""
         return next((s for s, v in sorted(self.train_accuracy.items()) if v >= 1.0), None)
+
+    def post_saturation(self, mode: str) -> tuple[int | None, float | None]:
+        """(first step at 100% training accuracy, average held-out gain from the last evaluation at or before it
+        to the last evaluation); the gain is None where training never saturates or nothing is evaluated after."""
+        saturated = self.saturation_step()
+        key = f"accuracy_{mode}"
+        steps = sorted(s for s in self.evals if self.value(s, "average", key) is not None)
+        if saturated is None or not steps:
+            return saturated, None
+        before = [s for s in steps if s <= saturated]
+        if not before or steps[-1] <= before[-1]:
+            return saturated, None
+        return saturated, self.value(steps[-1], "average", key) - self.value(before[-1], "average", key)
 
 
 PAPER_REWARDS = ("accuracy", "accuracy_deepscaler")  # the paper's 0/1 reward on the last box (ours, its scorer)
@@ -98,9 +131,11 @@ def from_outputs(
         name=name or f"{Path(params.model.source).name} · {examples}",
         model=params.model.source,
         examples=examples,
-        reward=params.train.reward,
+        reward=",".join(params.train.rewards),
         algorithm=params.train.algorithm,
-        setting=paper_setting(params.data.pool, params.select.method, params.select.ranks, params.train.reward),
+        setting=paper_setting(
+            params.data.pool, params.select.method, params.select.ranks, ",".join(params.train.rewards)
+        ),
         train_accuracy={int(e["step"]): float(e["reward"]) for e in train_log},
         evals=evals_from_rows(read_json(Path(eval_dir) / "by_step.json"), params.data.test),
         partial=None if log_path.is_file() else f"training in {train_dir} has not finished",
@@ -155,3 +190,41 @@ def _from_stage_runs(client, parent, stages: dict) -> RunResult:
     if missing:
         result.partial = f"no {' or '.join(missing)} stage in MLflow run {parent.info.run_id}"
     return result
+
+
+def summary(params: Params, run: RunResult) -> tuple[dict[str, str], dict[str, float]]:
+    """What a pipeline (parent) run carries so that MLflow's runs table and compare view show it: the key
+    params of the experiment and its summary metrics (base and best benchmark average per grading mode, best
+    step, saturation step, post-saturation gain)."""
+    config_file = Path(params.paths.model_dir) / "config.json"
+    family = read_json(config_file).get("model_type", "?") if config_file.is_file() else "?"
+    train = params.train
+    values = {
+        "model": params.model.source,
+        "family": family,
+        "template": params.model.template,
+        "train_template": params.model.rollout_template,
+        "examples": run.examples,
+        "selection": params.select.method,
+        "ranks": params.select.ranks,
+        "algorithm": train.algorithm,
+        "reward": ",".join(train.rewards),
+        "learning_rate": train.learning_rate,
+        "beta": train.beta,
+        "entropy_coef": train.entropy_coef,
+        "max_steps": train.max_steps,
+        "rollouts_per_prompt": train.num_generations,
+        "headline_mode": params.report.headline_mode,
+    }
+    metrics: dict[str, float] = {}
+    headline = params.report.headline_mode
+    best = run.best_step(headline)
+    for mode in GRADING_MODES:
+        for label, step in (("base", 0), ("best", best)):
+            value = run.value(step, "average", f"accuracy_{mode}") if step is not None else None
+            if value is not None:
+                metrics[f"{label}.average.accuracy_{mode}"] = value
+    saturated, gain = run.post_saturation(headline)
+    extra = {"best.step": best, "saturation_step": saturated, "post_saturation_gain": gain}
+    metrics |= {key: float(value) for key, value in extra.items() if value is not None}
+    return {f"rlvr.{key}": str(value) for key, value in values.items()}, metrics

@@ -25,8 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rlvr.config import InputError
-from rlvr.data import atomic_write_text, read_json, read_rows, write_rows
+from rlvr.config import Params, parse_ranks
+from rlvr.errors import InputError
+from rlvr.files import atomic_write_text, excluded_ids, read_json, read_rows, write_rows
+
+__all__ = ["METHODS", "parse_ranks", "rank", "run_select", "select"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,24 +70,6 @@ METHODS: dict[str, Callable[[History, int], dict[str, float]]] = {
     "lim": lim_scores,
     "pass_rate": pass_rate_scores,
 }
-
-
-def parse_ranks(ranks: str) -> list[int]:
-    """``"1"``, ``"1,13"`` or ``"1-16"`` (and mixes such as ``"1-3,13"``) as 1-based ranks, in order."""
-    result: list[int] = []
-    for part in str(ranks).split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                result.extend(range(low, high + 1))
-            else:
-                result.append(int(part))
-        except ValueError as error:
-            raise ValueError(f"ranks: cannot read {part!r} (use forms like 1, 1,13 or 1-16)") from error
-    if not result or min(result) < 1:
-        raise ValueError(f"ranks must be positive, got {ranks!r}")
-    return result
 
 
 def validate_history(history: object, pool_ids: set[str], origin: str, excluded: Iterable[str] = ()) -> History:
@@ -190,3 +175,21 @@ def run_select(
 
         atomic_write_text(ranking_path, pd.DataFrame(table).to_csv(index=False))
     return rows
+
+
+def run(params: Params, parent_id: str | None = None) -> list[dict]:
+    """The select stage: ``paths.history`` and ``paths.pool`` -> ``paths.selection`` and ``paths.ranking``."""
+    from rlvr import tracking
+
+    paths, config = params.paths, params.select
+    with tracking.stage_run("select", params, parent_id):
+        excluded = excluded_ids(paths.data_manifest)
+        rows = run_select(
+            paths.history, paths.pool, config.method, config.ranks, config.repeat, paths.selection, paths.ranking,
+            config.seed, excluded,
+        )  # fmt: skip
+        tracking.log_metrics({"selected_rows": len(rows)})
+        tracking.set_tag("rlvr.selected_ids", ",".join(dict.fromkeys(row["id"] for row in rows)))
+        tracking.log_artifact(paths.selection)
+        tracking.log_artifact(paths.ranking)
+        return rows

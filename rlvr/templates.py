@@ -9,13 +9,17 @@
   "Let's think step by step and output the final answer within \\boxed{}." as the only user turn (Qwen2.5-Math's
   template adds its default system message). The paper trains with it and evaluates with ``qwen25-math-cot``
   (``model.train_template`` and ``model.template``).
+- ``plain``: plain text for base models without a chat template (Gemma 3 270M): "Question: ...", the
+  paper's step-by-step instruction, then "Answer:".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rlvr.config import ModelConfig
+if TYPE_CHECKING:  # for annotations only: this module is a leaf (the config names its templates)
+    from rlvr.config import ModelConfig
 
 QWEN25_MATH_COT = (
     "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
@@ -24,6 +28,7 @@ QWEN25_MATH_COT = (
 R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 TRAIN_SUFFIX = "Let's think step by step and output the final answer within \\boxed{}."
 THINK_END = "</think>"
+PLAIN = "Question: {question}\n" + TRAIN_SUFFIX + "\nAnswer:"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ TEMPLATES: dict[str, Template] = {
         Template("qwen25-math-cot", plain_text=QWEN25_MATH_COT),
         Template("r1-distill", thinking=True),
         Template("paper-train", suffix=TRAIN_SUFFIX),
+        Template("plain", plain_text=PLAIN),
     )
 }
 

@@ -3,26 +3,42 @@
 The parent run is shared by the stages of one pipeline run even though DVC runs each stage in its own
 process: stages find it by a pipeline key, taken from ``RLVR_PIPELINE_KEY`` if set, else from the
 ``dvc repro`` process that started them, else (a stage run by hand) the stage's own process.
+
+Outages: a tracking server unreachable when a stage starts stops it within seconds with one line naming the
+URI, before it writes anything. Unreachable later, logging never stops the work: what could not be logged is
+kept and retried (at most every ``RETRY_SECONDS``), and what is still pending when the stage ends is written
+to ``mlflow-pending/<run id>.jsonl`` and named in a warning (``python -m rlvr.tracking replay FILE`` logs it).
+
+Shutdown: SIGTERM or SIGINT (Prefect cancellation, Ctrl-C, a preemption) ends the stage's and the pipeline's
+runs as KILLED (other errors: FAILED).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import psutil
+from mlflow.entities import Metric
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from rlvr.config import TrackingConfig
-from rlvr.lineage import git_commit
+from rlvr import stages
+from rlvr.config import Params, TrackingConfig, to_dict
+from rlvr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +47,50 @@ PARENT_RUN_ENV = "RLVR_PARENT_RUN_ID"  # set for the processes a stage launches 
 PIPELINE_KEY_TAG = "rlvr.pipeline_key"
 STAGE_TAG = "rlvr.stage"
 RUNNER_TAG = "rlvr.runner"
-LAST_STAGE = "report"
 BEST_ALIAS = "best"
-
-
+PENDING_DIR = Path("mlflow-pending")
+RETRY_SECONDS = 30.0
+REACH_SECONDS = 5.0
+SYSTEM_METRICS_STAGES = ("history", "train", "evaluate")
+# The experiment opens on its runs table (MLflow's model-training view), not on the GenAI trace overview.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # Read once: mlflow.set_tracking_uri writes this variable too, so a later read would see our own last choice.
 USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+# A server that does not answer fails a call in seconds, not after MLflow's minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
-def configure(config: TrackingConfig) -> str:
-    """Point MLflow at the store and experiment of ``config``; returns the experiment id.
+class Terminated(BaseException):
+    """SIGTERM received: unwinds like KeyboardInterrupt (which generic ``except Exception`` does not catch)."""
 
-    ``MLFLOW_TRACKING_URI``, where the user set it before the process started, takes precedence.
-    """
-    mlflow.set_tracking_uri(absolute_uri(USER_TRACKING_URI or config.tracking_uri))
-    return mlflow.set_experiment(config.experiment).experiment_id
+
+INTERRUPTS = (KeyboardInterrupt, Terminated)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """In the main thread, SIGTERM raises :class:`Terminated` inside the block (so runs end as KILLED and
+    files being written are left incomplete, to be discarded on resume); elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def end_status(error: BaseException | None) -> str:
+    """The MLflow status of a run whose block ended with ``error``."""
+    if error is None:
+        return "FINISHED"
+    return "KILLED" if isinstance(error, INTERRUPTS) else "FAILED"
 
 
 def absolute_uri(uri: str) -> str:
@@ -55,6 +100,35 @@ def absolute_uri(uri: str) -> str:
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
         return prefix + str(Path(uri[len(prefix) :]).resolve())
     return uri
+
+
+def check_reachable(uri: str, timeout: float = REACH_SECONDS) -> None:
+    """A tracking server URI (http/https) must answer its health check within ``timeout`` seconds."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answers (a server without /health, or behind a proxy)
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConfigError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it or set mlflow.tracking_uri"
+        ) from None
+
+
+def configure(config: TrackingConfig) -> str:
+    """Point MLflow at the store and experiment of ``config`` (the server checked first); returns the
+    experiment id. ``MLFLOW_TRACKING_URI``, where the user set it before the process started, takes precedence."""
+    uri = absolute_uri(USER_TRACKING_URI or config.tracking_uri)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.set_experiment(config.experiment)
+    if experiment.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+        for key, value in EXPERIMENT_KIND.items():
+            MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def pipeline_key() -> str:
@@ -72,6 +146,18 @@ def pipeline_key() -> str:
     return f"process-{process.pid}-{int(process.create_time())}"
 
 
+def _source_tags(source: str) -> dict[str, str]:
+    """MLflow's own source tags (the runs table's Source column) and the code's git commit."""
+    from rlvr.lineage import git_commit
+
+    return {
+        "mlflow.source.type": "PROJECT",
+        "mlflow.source.name": source,
+        "mlflow.source.git.commit": git_commit().removesuffix("-dirty"),
+        "rlvr.git_commit": git_commit(),
+    }
+
+
 def parent_run_id(
     experiment_id: str, key: str, source: str, tags: Mapping[str, str] | None = None, pipeline: bool = True
 ) -> str:
@@ -85,7 +171,7 @@ def parent_run_id(
     if found:
         return found[0].info.run_id
     name = f"{source}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tags = {**(tags or {}), PIPELINE_KEY_TAG: key, "rlvr.git_commit": git_commit()}
+    tags = {**(tags or {}), PIPELINE_KEY_TAG: key, **_source_tags(source)}
     if pipeline:
         tags[RUNNER_TAG] = source
     return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -93,15 +179,24 @@ def parent_run_id(
 
 @contextmanager
 def parent_run(config: TrackingConfig, key: str, source: str, **options) -> Iterator[str]:
-    """A parent run (see :func:`parent_run_id`) ended as FINISHED, or FAILED if the block raises."""
+    """A parent run (see :func:`parent_run_id`) ended as FINISHED, KILLED (a signal) or FAILED."""
     parent_id = parent_run_id(configure(config), key, source, **options)
-    client = MlflowClient()
+    error: BaseException | None = None
     try:
-        yield parent_id
-    except BaseException:
-        client.set_terminated(parent_id, "FAILED")
+        with interruptible():
+            yield parent_id
+    except BaseException as raised:
+        error = raised
         raise
-    client.set_terminated(parent_id, "FINISHED")
+    finally:
+        _terminate(parent_id, end_status(error))
+
+
+def _terminate(run_id: str, status: str) -> None:
+    try:
+        MlflowClient().set_terminated(run_id, status)
+    except Exception as failure:  # noqa: BLE001 - the tracking server being down must not fail the work
+        logger.warning("could not mark MLflow run %s %s: %s", run_id, status, failure)
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -121,52 +216,236 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+class _Outbox:
+    """Logging calls that could not reach MLflow, retried in order (see module docstring)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: list[tuple[str, str, Any]] = []  # (kind, run id, payload)
+        self.failed_at = 0.0
+
+    def send(self, kind: str, run_id: str, payload: Any) -> None:
+        with self.lock:
+            self.pending.append((kind, run_id, payload))
+            if self.failed_at and time.monotonic() - self.failed_at < RETRY_SECONDS:
+                return
+            self.flush_locked()
+
+    def flush_locked(self) -> bool:
+        client = MlflowClient()
+        while self.pending:
+            kind, run_id, payload = self.pending[0]
+            try:
+                _SENDERS[kind](client, run_id, payload)
+            except Exception as error:  # noqa: BLE001 - a server down: keep it and carry on
+                if not _unreachable(error):  # refused by the store (e.g. a param set twice): not an outage
+                    logger.warning("MLflow refused a %s of run %s: %s", kind, run_id, str(error).splitlines()[0])
+                    self.pending.pop(0)
+                    continue
+                if not self.failed_at:
+                    logger.warning("MLflow unreachable (%s): logging is kept and retried; the work goes on", error)
+                self.failed_at = time.monotonic()
+                return False
+            self.pending.pop(0)
+            if self.failed_at:
+                logger.warning("MLflow reachable again: logged what was kept")
+                self.failed_at = 0.0
+        return True
+
+    def close(self, run_id: str) -> None:
+        """Last try for ``run_id``'s pending calls; those still failing go to a file named in a warning."""
+        with self.lock:
+            if self.flush_locked():
+                return
+            mine = [entry for entry in self.pending if entry[1] == run_id]
+            self.pending = [entry for entry in self.pending if entry[1] != run_id]
+        if mine:
+            PENDING_DIR.mkdir(exist_ok=True)
+            path = PENDING_DIR / f"{run_id}.jsonl"
+            with path.open("a") as handle:
+                for kind, run, payload in mine:
+                    handle.write(json.dumps({"kind": kind, "run_id": run, "payload": payload}, default=str) + "\n")
+            logger.warning(
+                "MLflow still unreachable: %d logging calls of run %s written to %s "
+                "(python -m rlvr.tracking replay %s logs them)",
+                len(mine),
+                run_id,
+                path,
+                path,
+            )
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the tracking server could not be reached (rather than refusing the call)."""
+    import requests
+
+    seen: BaseException | None = error
+    while seen is not None:
+        text = str(seen)
+        if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout | ConnectionError):
+            return True
+        if any(sign in text for sign in ("Max retries exceeded", "Connection refused", "timed out", "ConnectionError")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _send_metrics(client: MlflowClient, run_id: str, payload: dict) -> None:
+    stamp = payload["timestamp"]
+    metrics = [Metric(key, float(value), stamp, payload["step"]) for key, value in payload["metrics"].items()]
+    for start in range(0, len(metrics), 900):  # the REST API takes up to 1,000 per batch
+        client.log_batch(run_id, metrics=metrics[start : start + 900])
+
+
+def _send_artifact(client: MlflowClient, run_id: str, payload: dict) -> None:
+    path = Path(payload["path"])
+    if path.is_dir():
+        client.log_artifacts(run_id, str(path), payload["artifact_path"])
+    elif path.is_file():
+        client.log_artifact(run_id, str(path), payload["artifact_path"])
+
+
+_SENDERS: dict[str, Callable[[MlflowClient, str, Any], None]] = {
+    "metrics": _send_metrics,
+    "tag": lambda client, run_id, payload: client.set_tag(run_id, payload[0], payload[1]),
+    "artifact": _send_artifact,
+    "dict": lambda client, run_id, payload: client.log_dict(run_id, payload[0], payload[1]),
+    "params": lambda client, run_id, payload: client.log_batch(run_id, params=_params(payload)),
+}
+_OUTBOX = _Outbox()
+
+
+def _params(values: Mapping[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    return [Param(key, str(value)[:6000]) for key, value in values.items()]
+
+
+def _active_id() -> str | None:
+    active = mlflow.active_run()
+    return None if active is None else active.info.run_id
+
+
 @contextmanager
-def stage_run(
-    stage: str,
-    tracking: TrackingConfig,
-    config: Mapping[str, Any],
-    parent_id: str | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> Iterator[mlflow.ActiveRun]:
-    """A nested MLflow run for ``stage`` under the pipeline's parent run, with ``config`` logged and ``tags`` set.
+def stage_run(stage: str, params: Params, parent_id: str | None = None) -> Iterator[mlflow.ActiveRun | None]:
+    """A nested MLflow run for ``stage`` under the pipeline's parent run: its params section logged, its lineage
+    tagged; ended as FINISHED, KILLED (a signal) or FAILED. The parent is this process's own where none is
+    given (a stage run by ``dvc repro``): ended after the last stage, or when a stage fails or is stopped.
 
     In the other ranks of a multi-process run it starts no run (and yields None): rank 0 logs for all.
     """
     if not is_main_process():
         yield None
         return
-    experiment_id = configure(tracking)
-    client = MlflowClient()
+    from rlvr.lineage import run_tags
+
+    experiment_id = configure(params.mlflow)
     parent_id = parent_id or os.environ.get(PARENT_RUN_ENV)
-    if parent_id is None:
+    owns_parent = parent_id is None
+    if owns_parent:
         parent_id = parent_run_id(experiment_id, pipeline_key(), "dvc")
-        owns_parent = True
-    else:
-        owns_parent = False
-    with mlflow.start_run(run_name=stage, parent_run_id=parent_id, tags={**(tags or {}), STAGE_TAG: stage}) as run:
-        mlflow.log_params(flatten(config))
-        mlflow.log_dict(dict(config), f"config/{stage}.json")
-        try:
+    config = to_dict(getattr(params, stage))
+    tags = {**run_tags(stage, params), **_source_tags(f"{stage} stage"), STAGE_TAG: stage}
+    run = mlflow.start_run(
+        run_name=stage, parent_run_id=parent_id, tags=tags, log_system_metrics=stage in SYSTEM_METRICS_STAGES
+    )
+    run_id, error = run.info.run_id, None
+    log_params(flatten(config))
+    log_dict(config, f"config/{stage}.json")
+    try:
+        with interruptible():
             yield run
-        except BaseException:
-            if owns_parent:
-                client.set_terminated(parent_id, "FAILED")
-            raise
-    if owns_parent and stage == LAST_STAGE:
-        client.set_terminated(parent_id, "FINISHED")
+    except BaseException as raised:
+        error = raised
+        raise
+    finally:
+        _OUTBOX.close(run_id)
+        status = end_status(error)
+        try:
+            mlflow.end_run(status)
+        except Exception as failure:  # noqa: BLE001 - the work is done; the server being down must not undo it
+            logger.warning("could not end MLflow run %s: %s", run_id, failure)
+        if owns_parent and (error is not None or stage == stages.LAST):
+            _terminate(parent_id, status)
 
 
-def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
-    """Log metrics to the active run, if there is one (there is none in the non-zero ranks)."""
-    if mlflow.active_run() is not None and metrics:
-        mlflow.log_metrics({key: float(value) for key, value in metrics.items()}, step=step)
+def log_metrics(metrics: Mapping[str, float], step: int = 0, run_id: str | None = None) -> None:
+    """Log metrics to ``run_id`` or the active run, if there is one (there is none in the non-zero ranks)."""
+    run_id = run_id or _active_id()
+    if run_id is not None and metrics:
+        payload = {"metrics": {k: float(v) for k, v in metrics.items()}, "step": step, "timestamp": _now()}
+        _OUTBOX.send("metrics", run_id, payload)
 
 
-def set_tag(key: str, value: str) -> None:
-    """Tag the active run, if there is one."""
-    if mlflow.active_run() is not None:
-        mlflow.set_tag(key, value)
+def log_params(values: Mapping[str, Any], run_id: str | None = None) -> None:
+    run_id = run_id or _active_id()
+    if run_id is not None and values:
+        _OUTBOX.send("params", run_id, dict(values))
+
+
+def set_tag(key: str, value: str, run_id: str | None = None) -> None:
+    """Tag ``run_id`` or the active run, if there is one."""
+    run_id = run_id or _active_id()
+    if run_id is not None:
+        _OUTBOX.send("tag", run_id, (key, str(value)))
+
+
+def log_dict(value: Any, artifact_file: str, run_id: str | None = None) -> None:
+    run_id = run_id or _active_id()
+    if run_id is not None:
+        _OUTBOX.send("dict", run_id, (value, artifact_file))
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Log a file or directory to ``run_id`` or the active run, if there is one."""
+    run_id = run_id or _active_id()
+    if run_id is not None and Path(path).exists():
+        _OUTBOX.send("artifact", run_id, {"path": str(Path(path).resolve()), "artifact_path": artifact_path})
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def log_datasets(manifest: Mapping[str, Mapping[str, Any]], context: str, run_id: str | None = None) -> None:
+    """The data stage's datasets as MLflow run inputs (the runs table's Dataset column; digest: the file's
+    SHA-256 from the manifest) and as ``rlvr.data.<key>.sha256`` tags."""
+    run_id = run_id or _active_id()
+    if run_id is None:
+        return
+    from mlflow.entities import Dataset as DatasetEntity
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for key, entry in manifest.items():
+        set_tag(f"rlvr.data.{key}.sha256", entry["sha256"], run_id)
+        source = json.dumps({"uri": str(Path(entry["path"]).resolve()), "origin": entry["origin"]})
+        dataset = DatasetEntity(
+            name=key,
+            digest=entry["sha256"][:16],
+            source_type="local",
+            source=source,
+            schema=json.dumps({"columns": ["id", "problem", "answer", "source"]}),
+            profile=json.dumps({"num_rows": entry["rows"]}),
+        )
+        inputs.append(DatasetInput(dataset, [InputTag("mlflow.data.context", f"{context}:{entry['dataset']}")]))
+    try:
+        MlflowClient().log_inputs(run_id, datasets=inputs)
+    except Exception as error:  # noqa: BLE001 - the datasets' hashes are in the tags and the manifest anyway
+        logger.warning("could not log datasets to MLflow: %s", error)
+
+
+def log_table(rows: list[dict], artifact_file: str, run_id: str | None = None) -> None:
+    """Rows as an MLflow table artifact (browsable in the run's artifacts and the evaluation view)."""
+    run_id = run_id or _active_id()
+    if run_id is None or not rows:
+        return
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    table = {"columns": columns, "data": [[row.get(column) for column in columns] for row in rows]}
+    try:
+        MlflowClient().log_table(run_id, data=table, artifact_file=artifact_file)
+    except Exception as error:  # noqa: BLE001 - the same samples are in the eval folder's jsonl files
+        logger.warning("could not log table %s to MLflow: %s", artifact_file, error)
 
 
 def register_checkpoint(
@@ -175,8 +454,9 @@ def register_checkpoint(
     """Register ``checkpoint`` as a new version of the registered model ``name``, with ``metrics``.
 
     The weights stay where they are: the version points to an external MLflow model (logged to the active
-    run, its path in the ``rlvr.checkpoint`` tag) that holds ``metrics`` as ``best.*``; the version is tagged
-    with the step and ``key_metric``. The alias ``best`` moves to it when its ``key_metric`` beats the current holder's.
+    run and its pipeline run, its path in the ``rlvr.checkpoint`` tag) that holds ``metrics`` as ``best.*``;
+    the version is tagged with the step and ``key_metric``. The alias ``best`` moves to it when its
+    ``key_metric`` beats the current holder's.
     """
     active = mlflow.active_run()
     if active is None:
@@ -194,6 +474,9 @@ def register_checkpoint(
     # repeat the run's own per-step series
     best = {f"best.{key}": float(value) for key, value in metrics.items()}
     mlflow.log_metrics(best, step=step, model_id=model.model_id)
+    parent = active.data.tags.get("mlflow.parentRunId")
+    if parent:  # the pipeline run's Model column
+        client.log_outputs(parent, models=[_model_output(model.model_id, step)])
     score = float(metrics[key_metric])
     tags = {"step": str(step), key_metric: str(score), "rlvr.checkpoint": location}
     version = mlflow.register_model(f"models:/{model.model_id}", name, tags=tags)
@@ -207,12 +490,23 @@ def register_checkpoint(
     return version
 
 
-def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
-    """Log a file or directory to the active run, if there is one."""
-    path = Path(path)
-    if mlflow.active_run() is None:
-        return
-    if path.is_dir():
-        mlflow.log_artifacts(str(path), artifact_path)
-    elif path.is_file():
-        mlflow.log_artifact(str(path), artifact_path)
+def _model_output(model_id: str, step: int):
+    from mlflow.entities import LoggedModelOutput
+
+    return LoggedModelOutput(model_id=model_id, step=step)
+
+
+def replay(path: str | Path) -> int:
+    """Log the calls of a ``mlflow-pending`` file (see module docstring); returns how many were logged."""
+    client = MlflowClient()
+    entries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    for entry in entries:
+        payload = entry["payload"]
+        _SENDERS[entry["kind"]](client, entry["run_id"], tuple(payload) if isinstance(payload, list) else payload)
+    return len(entries)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "replay":
+        sys.exit("usage: python -m rlvr.tracking replay mlflow-pending/<run id>.jsonl")
+    print(f"logged {replay(sys.argv[2])} calls from {sys.argv[2]}")

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
-from rlvr import tracking
-from rlvr.checkpoints import MarkCheckpoint, checkpoints, mark_finished, resume_point
+from rlvr import launch, tracking
+from rlvr.checkpoints import (
+    MarkCheckpoint,
+    checkpoints,
+    drop_resume_state,
+    mark_finished,
+    resume_point,
+    writer_lock,
+)
 from rlvr.config import ModelConfig, Params, TrainConfig, to_dict
-from rlvr.data import file_sha256, fingerprint, read_rows, write_rows
+from rlvr.files import content_hash, file_sha256, read_records, read_rows, write_rows
 from rlvr.monitor import RolloutMonitor
 from rlvr.rewards import get_reward
+
+# Settings that say how long a run goes and what it keeps, not what it is: a rerun that changes only these
+# continues the same run (more steps resume from its last checkpoint).
+NOT_IN_RUN_IDENTITY = ("max_steps", "save_steps", "sample_steps", "keep_resume_state")
 
 logger = logging.getLogger(__name__)
 
@@ -74,46 +86,79 @@ def effective_config(params: Params) -> dict[str, Any]:
     }
 
 
+def run_identity(config: TrainConfig, prompt: ModelConfig, rows: list[dict], model_dir: str | Path) -> str:
+    """The fingerprint of a training run: its settings (less ``NOT_IN_RUN_IDENTITY``), prompt, rows, base model."""
+    settings = {k: v for k, v in to_dict(config).items() if k not in NOT_IN_RUN_IDENTITY}
+    model_config = Path(model_dir) / "config.json"
+    model_id = file_sha256(model_config) if model_config.is_file() else str(model_dir)
+    return content_hash(settings, to_dict(prompt), rows, model_id)
+
+
 def run_train(
     config: TrainConfig, model_dir: str | Path, train_path: str | Path, prompt: ModelConfig, out_dir: str | Path
 ) -> list[dict[str, float]]:
-    """The train stage: resumes from the last complete checkpoint of the same run in ``out_dir`` if any;
-    returns the per-step log (also written to ``train_log.jsonl``)."""
+    """The train stage: resumes from the last complete checkpoint of the same run in ``out_dir`` if any (a
+    folder of another run is moved aside); returns the per-step log (also written to ``train_log.jsonl``)."""
     out_dir = Path(out_dir)
     rows = apply_label(read_rows(train_path), config.label)
-    model_config = Path(model_dir) / "config.json"
-    model_id = file_sha256(model_config) if model_config.is_file() else str(model_dir)
-    run_fingerprint = fingerprint(to_dict(config), to_dict(prompt), rows, model_id)
-    if config.algorithm == "ppo" and checkpoints(out_dir):
+    identity = run_identity(config, prompt, rows, model_dir)
+    resume = resume_point(out_dir, identity)
+    if config.algorithm == "ppo" and resume is not None:
         logger.warning("TRL's PPO trainer cannot resume: training %s again from step 0", out_dir)
-        shutil.rmtree(out_dir)
-    resume = resume_point(out_dir, run_fingerprint)
+        for _, path in checkpoints(out_dir):
+            shutil.rmtree(path)
+        resume = None
     monitor = RolloutMonitor(out_dir, config.sample_steps)
-    reward = monitor.wrap(get_reward(config.reward))
-    callbacks = [monitor, MarkCheckpoint(run_fingerprint)]
+    rewards = [get_reward(name) for name in config.rewards]
+    rewards[0] = monitor.wrap(rewards[0])  # the monitor sees every completion through the first reward
+    callbacks = [monitor, MarkCheckpoint(identity)]
     if config.label is not None:
         tracking.set_tag("rlvr.label_override", json.dumps(config.label))
     if config.algorithm == "ppo":
         from rlvr.ppo import build_ppo_trainer
 
-        trainer = build_ppo_trainer(model_dir, rows, config, prompt, out_dir, reward, "train.", callbacks)
+        trainer = build_ppo_trainer(model_dir, rows, config, prompt, out_dir, rewards[0], "train.", callbacks)
+        tracking.log_dict(json.loads(json.dumps(trainer.args.to_dict(), default=str)), "config/trainer.json")
         trainer.train()
     else:
         from rlvr.grpo import build_trainer
 
         trainer = build_trainer(
-            model_dir, rows, config, prompt, out_dir, reward, "train.", save=True, resumable=True,
-            callbacks=callbacks, policy_loss=config.policy_loss,
+            model_dir, rows, config, prompt, out_dir, rewards if len(rewards) > 1 else rewards[0], "train.",
+            save=True, resumable=True, callbacks=callbacks, policy_loss=config.policy_loss, peft=config.peft,
         )  # fmt: skip
+        tracking.log_dict(json.loads(json.dumps(trainer.args.to_dict(), default=str)), "config/trainer.json")
         if resume is not None:
             logger.info("resuming the train run from %s", resume)
+            if not (resume / "optimizer.pt").is_file():
+                logger.warning(
+                    "%s has no optimizer state (dropped when its training finished; train.keep_resume_state keeps "
+                    "it): continuing from its weights with a fresh optimizer",
+                    resume,
+                )
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     steps = [
         {"step": entry["step"], **{k: float(v) for k, v in entry.items() if isinstance(v, (int, float))}}
         for entry in trainer.state.log_history
         if "reward" in entry
     ]
-    write_rows(out_dir / "train_log.jsonl", steps)
     if tracking.is_main_process():
+        write_rows(out_dir / "train_log.jsonl", steps)
+        if not config.keep_resume_state and (done := checkpoints(out_dir)):
+            drop_resume_state(done[-1][1])  # every checkpoint keeps its model; the optimizer state goes
         mark_finished(out_dir)
     return steps
+
+
+def run(params: Params, parent_id: str | None = None) -> list[dict[str, float]]:
+    """The train stage: ``paths.selection`` -> ``paths.train_dir`` (under ``accelerate launch`` with several
+    processes: the stage runs its own entry point again, ``pipelines.train``). One writer per train folder."""
+    paths = params.paths
+    if launch.needs_launch(params.train):
+        launch.relaunch(params.train, "pipelines.train", params, parent_id)
+        return read_records(Path(paths.train_dir) / "train_log.jsonl")
+    lock = writer_lock(paths.train_dir) if tracking.is_main_process() else contextlib.nullcontext()
+    with lock, tracking.stage_run("train", params, parent_id):
+        steps = run_train(params.train, paths.model_dir, paths.selection, params.model, paths.train_dir)
+        tracking.log_artifact(Path(paths.train_dir) / "train_log.jsonl")
+        return steps

@@ -120,10 +120,12 @@ class Worker:
         self.buffer = b""
 
     def _start(self) -> None:
+        from rlvr.grading import worker  # the module the child runs (imported here too: it is this code's)
+
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rlvr.grading.worker"],
+            [sys.executable, "-m", worker.__name__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

@@ -1,4 +1,4 @@
-"""Datasets by name: the paper's benchmarks and pools, each with its Hub source and its local file.
+"""The dataset catalogue: the paper's benchmarks and pools by name, each with its Hub source and its local file.
 
 Every entry turns its raw rows into the normalised schema (``id``, ``problem``, ``answer``, ``source`` plus
 entry-specific fields). The gold answer lives in a different field in each source; an entry's ``gold``
@@ -15,20 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlvr.config import DataConfig, InputError
-from rlvr.data import (
-    file_sha256,
-    read_json,
-    read_records,
-    read_rows,
-    verl_gold,
-    verl_id,
-    verl_problem,
-    write_json,
-    write_rows,
-)
-from rlvr.generator import generate
-from rlvr.rewards import last_boxed
+from rlvr.errors import InputError
+from rlvr.files import read_records, verl_gold, verl_id, verl_problem
+from rlvr.generator import SUITES, suite
+from rlvr.grading.mathverify import last_boxed
 
 logger = logging.getLogger(__name__)
 
@@ -83,18 +73,20 @@ def _plain_id(row: dict, index: int) -> str:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One named dataset: where it lives and how its raw rows become normalised rows."""
+    """One named dataset: where it lives (a local file, the Hub, or the embedded generator) and how its raw rows
+    become normalised rows."""
 
     name: str
     kind: str  # "benchmark" or "pool"
-    local: str  # path relative to a local data directory
-    hub: str
-    hub_split: str
-    gold: Callable[[dict], str]
+    local: str = ""  # path relative to a local data directory
+    hub: str = ""
+    hub_split: str = "test"
     hub_config: str | None = None
+    gold: Callable[[dict], str] = _answer_field
     problem: Callable[[dict], str] = _plain_problem
     row_id: Callable[[dict, int], str] = _plain_id
-    extras: tuple[str, ...] = field(default_factory=tuple)
+    extras: tuple[str, ...] = ()
+    generated: bool = False  # a held-out suite of the embedded generator (``rlvr.generator.SUITES``)
 
     def convert(self, raw: dict, index: int) -> dict:
         """The normalised row; ``answer`` is empty when the gold answer cannot be found."""
@@ -110,75 +102,62 @@ REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            "math500",
-            "benchmark",
-            "benchmarks/math500.jsonl",
-            "HuggingFaceH4/MATH-500",
-            "test",
-            _answer_field,
+            name="math500",
+            kind="benchmark",
+            local="benchmarks/math500.jsonl",
+            hub="HuggingFaceH4/MATH-500",
             extras=("subject", "level"),
         ),
+        DatasetSpec(name="aime24", kind="benchmark", local="benchmarks/aime24.jsonl", hub="HuggingFaceH4/aime_2024",
+                    hub_split="train"),
+        DatasetSpec(name="aime25", kind="benchmark", local="benchmarks/aime25.jsonl", hub="math-ai/aime25"),
+        DatasetSpec(name="amc23", kind="benchmark", local="benchmarks/amc23.jsonl", hub="math-ai/amc23"),
         DatasetSpec(
-            "aime24", "benchmark", "benchmarks/aime24.jsonl", "HuggingFaceH4/aime_2024", "train", _answer_field
-        ),
-        DatasetSpec("aime25", "benchmark", "benchmarks/aime25.jsonl", "math-ai/aime25", "test", _answer_field),
-        DatasetSpec("amc23", "benchmark", "benchmarks/amc23.jsonl", "math-ai/amc23", "test", _answer_field),
-        DatasetSpec(
-            "minerva_math",
-            "benchmark",
-            "benchmarks/minerva_math.jsonl",
-            "math-ai/minervamath",
-            "test",
-            _minerva_gold,
+            name="minerva_math",
+            kind="benchmark",
+            local="benchmarks/minerva_math.jsonl",
+            hub="math-ai/minervamath",
+            gold=_minerva_gold,
             extras=("type",),
         ),
         DatasetSpec(
-            "olympiadbench",
-            "benchmark",
-            "benchmarks/olympiadbench.jsonl",
-            "Hothan/OlympiadBench",
-            "train",
-            _olympiad_gold,
+            name="olympiadbench",
+            kind="benchmark",
+            local="benchmarks/olympiadbench.jsonl",
+            hub="Hothan/OlympiadBench",
+            hub_split="train",
             hub_config="OE_TO_maths_en_COMP",
+            gold=_olympiad_gold,
             extras=("subfield", "answer_type"),
         ),
-        DatasetSpec(
-            "gsm8k", "benchmark", "benchmarks/gsm8k.jsonl", "openai/gsm8k", "test", _gsm8k_gold, hub_config="main"
+        DatasetSpec(name="gsm8k", kind="benchmark", local="benchmarks/gsm8k.jsonl", hub="openai/gsm8k",
+                    hub_config="main", gold=_gsm8k_gold),
+        *(
+            DatasetSpec(
+                name=f"arc_{level}",
+                kind="benchmark",
+                local=f"benchmarks/arc_{level}.jsonl",
+                hub="allenai/ai2_arc",
+                hub_config=f"ARC-{level.title()}",
+                gold=_arc_gold,
+                problem=_arc_problem,
+                extras=("choices",),
+            )
+            for level in ("easy", "challenge")
         ),
         DatasetSpec(
-            "arc_easy",
-            "benchmark",
-            "benchmarks/arc_easy.jsonl",
-            "allenai/ai2_arc",
-            "test",
-            _arc_gold,
-            hub_config="ARC-Easy",
-            problem=_arc_problem,
-            extras=("choices",),
-        ),
-        DatasetSpec(
-            "arc_challenge",
-            "benchmark",
-            "benchmarks/arc_challenge.jsonl",
-            "allenai/ai2_arc",
-            "test",
-            _arc_gold,
-            hub_config="ARC-Challenge",
-            problem=_arc_problem,
-            extras=("choices",),
-        ),
-        DatasetSpec(
-            "dsr_sub",
-            "pool",
-            "pools/dsr_sub.parquet",
-            "ypwang61/one_shot_rlvr",
-            "train",
-            verl_gold,
+            name="dsr_sub",
+            kind="pool",
+            local="pools/dsr_sub.parquet",
+            hub="ypwang61/one_shot_rlvr",
+            hub_split="train",
+            gold=verl_gold,
             problem=verl_problem,
             row_id=verl_id,
         ),
+        *(DatasetSpec(name=name, kind="benchmark", generated=True) for name in SUITES),
     )
-}
+}  # fmt: skip
 BENCHMARKS = tuple(name for name, spec in REGISTRY.items() if spec.kind == "benchmark")
 
 
@@ -213,9 +192,20 @@ def _hub_records(entry: DatasetSpec) -> list[dict]:
     return [dict(row) for row in loaded]
 
 
-def load(name: str, file: str | Path | None = None, local_dir: str | Path | None = None) -> Loaded:
-    """The dataset ``name`` from ``file``, else ``local_dir``, else the Hub; rows without a gold answer counted."""
+def load(
+    name: str,
+    file: str | Path | None = None,
+    local_dir: str | Path | None = None,
+    suite_size: int = 128,
+    suite_seed: int = 1,
+    suite_split: str = "test",
+) -> Loaded:
+    """The dataset ``name`` from ``file``, else ``local_dir``, else the Hub (a generated suite: ``suite_size``
+    problems of ``suite_seed`` and ``suite_split``); rows without a gold answer counted."""
     entry = spec(name)
+    if entry.generated:
+        rows = suite(name, suite_size, suite_seed, suite_split)
+        return Loaded(name, rows, 0, f"generator:{name}:seed={suite_seed}:{suite_split}")
     path = Path(file) if file else None
     if path is None and local_dir and (Path(local_dir) / entry.local).is_file():
         path = Path(local_dir) / entry.local
@@ -241,61 +231,3 @@ def load(name: str, file: str | Path | None = None, local_dir: str | Path | None
     if duplicates:
         raise InputError(f"{name} ({origin}): {duplicates} duplicate ids")
     return Loaded(name, rows, len(excluded), origin, excluded)
-
-
-def _dataset(name: str, file: str | None, config: DataConfig, size: int | None, generated: list[dict]) -> Loaded:
-    if name == "generator":
-        return Loaded(name, generated, 0, "generator")
-    if name == "file":
-        return Loaded(Path(file).stem, read_rows(file)[:size], 0, str(file))
-    loaded = load(name, file, config.local_dir)
-    loaded.rows = loaded.rows[:size]
-    return loaded
-
-
-def run_data(
-    config: DataConfig,
-    pool_path: str | Path,
-    test_path: str | Path,
-    benchmarks_dir: str | Path,
-    manifest_path: str | Path,
-) -> dict:
-    """The data stage: materialise pool, test set and benchmarks; the manifest counts rows and missing answers."""
-    generated_pool, generated_test = (
-        generate(config.pool_size or 0, config.test_size or 0, config.seed)
-        if "generator" in (config.pool, config.test)
-        else ([], [])
-    )
-    pool = _dataset(config.pool, config.pool_file, config, config.pool_size, generated_pool)
-    test = _dataset(config.test, config.test_file, config, config.test_size, generated_test)
-    for part in (pool, test):
-        if not part.rows:
-            raise InputError(f"data.{'pool' if part is pool else 'test'}: {part.origin} has no usable rows")
-    overlap = {row["problem"] for row in pool.rows} & {row["problem"] for row in test.rows}
-    if overlap:
-        raise InputError(f"pool and test set share {len(overlap)} problems, e.g. {sorted(overlap)[0]!r}")
-    outputs = {"pool": (pool, Path(pool_path)), "test": (test, Path(test_path))}
-    for name in config.benchmarks:
-        outputs[name] = (load(name, None, config.local_dir), Path(benchmarks_dir) / f"{name}.jsonl")
-    Path(benchmarks_dir).mkdir(parents=True, exist_ok=True)  # an output even when no benchmark is configured
-    manifest = {}
-    for key, (loaded, path) in outputs.items():
-        write_rows(path, loaded.rows)
-        manifest[key] = {
-            "dataset": loaded.name,
-            "origin": loaded.origin,
-            "rows": len(loaded.rows),
-            "missing_answer": loaded.missing_answer,
-            "excluded_ids": loaded.excluded_ids,
-            "path": str(path),
-            "sha256": file_sha256(path),
-        }
-    write_json(manifest_path, manifest)
-    return manifest
-
-
-def excluded_ids(manifest_path: str | Path | None, key: str = "pool") -> list[str]:
-    """Ids of ``key``'s rows the data stage left out for lack of a gold answer (none without a manifest)."""
-    if manifest_path is None or not Path(manifest_path).is_file():
-        return []
-    return list(read_json(manifest_path).get(key, {}).get("excluded_ids", []))

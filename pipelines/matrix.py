@@ -12,11 +12,12 @@ import argparse
 
 from rlvr import stages, tracking
 from rlvr.cli import run
+from rlvr.config import parse_overrides
 from rlvr.matrix import load_matrix, write_report
 
 
 def main(args: argparse.Namespace, _params) -> None:
-    matrix = load_matrix(args.matrix)
+    matrix = load_matrix(args.matrix, parse_overrides(args.assignments))
     if args.part == "report":
         write_report(matrix)
         return
@@ -46,5 +47,13 @@ if __name__ == "__main__":
     cli.add_argument("--model", help="the model's name in the matrix (base, cell)")
     cli.add_argument("--examples", help="the example set's name in the matrix (cell)")
     cli.add_argument("--algorithm", help="the algorithm's name in the matrix (cell)")
+    cli.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a params value of every cell (repeatable), e.g. --set train.max_steps=10",
+    )
     cli.set_defaults(params=None, overrides=[])
     run(main, cli.parse_args())

@@ -115,13 +115,13 @@ def _from_verl(row: dict, index: int) -> dict:
     }
 
 
-def normalise(row: dict, index: int, source: str) -> dict:
+def normalise(row: dict, index: int, source: str, origin: str | None = None) -> dict:
     """One raw row (verl, MATH500-style or normalised) in the normalised schema."""
     if "reward_model" in row and "prompt" in row:
         return _from_verl(row, index)
     problem = row.get("problem") or row.get("question")
     if problem is None or row.get("answer") is None:
-        raise InputError(f"{source}: row {index} has no problem/question or no answer field")
+        raise InputError(f"{origin or source}: row {index} has no problem/question or no answer field")
     normalised = {
         "id": str(row.get("id", row.get("unique_id", index))),
         "problem": str(problem),
@@ -137,7 +137,7 @@ def normalise(row: dict, index: int, source: str) -> dict:
 def read_rows(path: str | Path) -> list[dict]:
     """Rows of a dataset file in the normalised schema, whatever its supported format."""
     path = Path(path)
-    return [normalise(row, i, path.stem) for i, row in enumerate(read_records(path))]
+    return [normalise(row, i, path.stem, str(path)) for i, row in enumerate(read_records(path))]
 
 
 def excluded_ids(manifest_path: str | Path | None, key: str = "pool") -> list[str]:

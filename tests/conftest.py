@@ -1,4 +1,10 @@
-"""Shared fixtures: the repository root, the reference data folder, offline Hub."""
+"""Shared fixtures: the repository root, the reference data folder, offline Hub, the test models, one Prefect
+test harness per session.
+
+Test tiers (markers): unmarked tests need no model generation or training (``make test-fast``);
+``integration`` tests run the pipeline's pieces on a tiny model (``make test``, with the fast ones); ``slow``
+tests run longer (``make test-all``); ``gpu`` tests need CUDA (``scripts/gpu_check.sh``).
+"""
 
 from __future__ import annotations
 
@@ -11,50 +17,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
 SHARED_DATA = Path(os.environ.get("RLVR_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    """The reference data folder beside the checkout; tests using it skip where it is absent (fail under CI)."""
-    return require("data")
-
-
-def run_module(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess:
-    """Run ``python -m module args`` in ``cwd`` with this checkout importable; output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
-@pytest.fixture(scope="session")
-def embedded_model(tmp_path_factory) -> Path:
-    """The embedded model as a transformers directory (converted once per test session)."""
-    from rlvr.model import prepare_model
-
-    return prepare_model("embedded", tmp_path_factory.mktemp("embedded") / "model")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(embedded_model, tmp_path_factory) -> Path:
-    """The embedded model cut to its first 2 layers: real tokenizer and embeddings, fast steps, small checkpoints."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(embedded_model)
-    model.model.layers = model.model.layers[:2]
-    model.config.num_hidden_layers = 2
-    model.config.layer_types = (getattr(model.config, "layer_types", None) or [])[:2] or None
-    out = tmp_path_factory.mktemp("tiny") / "model"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(embedded_model).save_pretrained(out)
-    return out
 
 
 def require(relative: str) -> Path:
@@ -67,3 +36,45 @@ def require(relative: str) -> Path:
             pytest.fail(message + " (CI=true: skips are not allowed)")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The reference data folder beside the checkout; tests using it skip where it is absent (fail under CI)."""
+    return require("data")
+
+
+def run_module(cwd: Path, module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` in ``cwd`` with this checkout and the test helpers importable."""
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}", **(env or {})}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=environment
+    )
+
+
+@pytest.fixture(scope="session")
+def embedded_model(tmp_path_factory) -> Path:
+    """The embedded model (SmolLM2-135M-Instruct) converted from its GGUF once per session: for the tests that
+    need a real model's behaviour."""
+    from rlvr.model import prepare_model
+
+    return prepare_model("embedded", tmp_path_factory.mktemp("embedded") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny model with random weights and the embedded model's real tokenizer and chat template (SmolLM2's
+    architecture, 2 layers of width 64): for the tests of the pipeline's wiring, fast and a few MB a checkpoint."""
+    from tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server and database for every test that runs flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

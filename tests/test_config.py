@@ -1,8 +1,12 @@
+import re
+
 import pytest
 import yaml
 from conftest import ROOT, run_module
 
-from rlvr.config import ConfigError, InputError, load_params, parse_params
+from rlvr.config import Params, load_params, merge, parse_overrides, parse_params, reference_table
+from rlvr.errors import ConfigError, InputError
+from rlvr.stages import NAMES
 
 PARAMS_FILES = [
     ROOT / "params.yaml",
@@ -74,3 +78,75 @@ def test_every_shipped_params_file_holds_the_params_dvc_tracks():
             for part in key.split("."):
                 assert isinstance(node, dict) and part in node, f"{path.name} lacks {key} (dvc.yaml tracks it)"
                 node = node[part]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"train": {"max_steps": "ten"}}, "train.max_steps: Input should be a valid integer"),
+        ({"train": {"max_steps": 0}}, "train.max_steps: Input should be greater than or equal to 1 (got 0)"),
+        ({"evaluate": {"backend": "tgi"}}, "evaluate.backend"),
+        ({"select": {"method": "variance"}}, "select.method: Input should be 'std', 'random', 'lim' or 'pass_rate'"),
+        ({"model": {"template": "alpaca"}}, "model.template"),
+        ({"data": {"suite_split": "dev"}}, "data.suite_split"),
+        ({"evaluate": {"protocols": {"aime24": {"temperature": -1}}}}, "evaluate.protocols.aime24.temperature"),
+    ],
+)
+def test_type_and_range_errors_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_params(values)
+
+
+def test_a_trl_key_duplicating_a_first_class_field_is_refused():
+    with pytest.raises(ConfigError, match=r"train.trl.learning_rate duplicates train.learning_rate"):
+        parse_params({"train": {"trl": {"learning_rate": 1e-3}}})
+    with pytest.raises(ConfigError, match=r"history.trl.num_generations duplicates history.num_generations"):
+        parse_params({"history": {"trl": {"num_generations": 4}}})
+    ppo = {"algorithm": "ppo", "num_generations": 1, "per_device_train_batch_size": 2}
+    with pytest.raises(ConfigError, match=r"train.trl.kl_coef duplicates train.beta"):  # PPO's name for beta
+        parse_params({"train": {**ppo, "trl": {"kl_coef": 0.1}}})
+    assert parse_params({"train": {"trl": {"top_p": 0.9}}}).train.trl == {"top_p": 0.9}  # not a duplicate
+
+
+def test_set_overrides_are_typed_by_the_params_model():
+    overrides = parse_overrides(["train.max_steps=10", "select.ranks=1,13", "data.benchmarks=[arith1, units]"])
+    params = parse_params(merge({}, overrides))
+    assert (params.train.max_steps, params.select.ranks, params.data.benchmarks) == (10, "1,13", ["arith1", "units"])
+    with pytest.raises(ConfigError, match="--set 'train=3': write section.key=value"):
+        parse_overrides(["train=3"])
+    with pytest.raises(ConfigError, match="train.max_steps: Input should be a valid integer"):
+        parse_params(merge({}, parse_overrides(["train.max_steps=ten"])))
+
+
+def test_cli_set_reaches_the_stage_and_a_type_error_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "sqlite:///m.db"}}))
+    result = run_module(tmp_path, "pipelines.data", "--params", "params.yaml", "--set", "data.pool_size=3",
+                        "--set", "data.test_size=5")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = yaml.safe_load((tmp_path / "outputs" / "data" / "manifest.json").read_text())
+    assert (manifest["pool"]["rows"], manifest["test"]["rows"]) == (3, 5)
+    bad = run_module(tmp_path, "pipelines.data", "--params", "params.yaml", "--set", "train.max_steps=ten")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert "train.max_steps: Input should be a valid integer" in bad.stderr
+
+
+def test_every_stage_and_flow_command_line_describes_every_option():
+    for module in [f"pipelines.{stage}" for stage in NAMES] + ["pipelines.matrix", "flows.experiment"]:
+        result = run_module(ROOT, module, "--help")
+        assert result.returncode == 0, (module, result.stderr)
+        assert result.stdout.startswith(f"usage: python -m {module}"), module
+        options = re.findall(r"^  (-[-\w]+|[a-z]\w*)", result.stdout, re.M)
+        described = re.findall(r"^  (-[-\w]+|[a-z]\w*)(?:[ ,][^\n]*?)?\s{2,}\S", result.stdout, re.M)
+        assert options and set(options) <= set(described) | {o for o in options if "\n" in o}, module
+        assert "--set" in result.stdout, module
+
+
+def test_params_reference_in_the_readme_is_generated_from_the_field_help():
+    """Each params field is documented once, in its description; the README's table is that, verbatim."""
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- params reference: python -m rlvr.config -->", "<!-- end of params reference -->"
+    assert start in readme and end in readme
+    assert readme.split(start)[1].split(end)[0].strip() == reference_table().strip()
+    for section, field in Params.model_fields.items():
+        for name, info in field.annotation.model_fields.items():
+            assert info.description, f"{section}.{name} has no help text"

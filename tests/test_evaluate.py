@@ -8,8 +8,8 @@ import pytest
 
 from rlvr.checkpoints import MARKER
 from rlvr.config import EvaluateConfig, ModelConfig
-from rlvr.data import read_json, read_records
 from rlvr.evaluate import Benchmark, run_evaluate
+from rlvr.files import read_json, read_records
 
 pytestmark = pytest.mark.integration
 

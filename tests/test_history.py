@@ -10,7 +10,7 @@ from conftest import ROOT
 from epoch_rewards import expected
 
 from rlvr.config import HistoryConfig, InputError, ModelConfig
-from rlvr.data import write_rows
+from rlvr.files import write_rows
 from rlvr.generator import generate
 from rlvr.history import AccuracyRecorder, import_history, pass_rate_history
 from rlvr.rewards import accuracy_reward

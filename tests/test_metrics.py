@@ -89,3 +89,31 @@ def test_flat_metric_names_are_valid_mlflow_names():
         "test.accuracy_strict": 0.5,
         "test.by_subject.Counting___Probability.num_problems": 3.0,
     }
+
+
+def test_intervals_and_paired_tests_against_known_values():
+    from scipy.stats import binomtest
+
+    from rlvr.metrics import accuracy_interval, mcnemar_exact, paired_test, wilson_interval
+
+    low, high = wilson_interval(12, 64)
+    expected = binomtest(12, 64).proportion_ci(method="wilson")
+    assert (low, high) == pytest.approx((expected.low, expected.high), abs=1e-12)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    # exact McNemar: two-sided binomial test on the discordant pairs
+    assert mcnemar_exact(3, 12) == pytest.approx(binomtest(3, 15, 0.5).pvalue)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(5, 5) == 1.0
+    before = {str(i): float(i < 10) for i in range(64)}  # 10 of 64 right
+    after = {str(i): float(i < 24) for i in range(64)}  # the same 10 and 14 more: 14 discordant, all gains
+    result = paired_test(before, after)
+    assert result["gain"] == pytest.approx(14 / 64) and result["p_value"] == pytest.approx(2 * 0.5**14)
+    same = paired_test(before, {**before, "30": 1.0, "1": 0.0})  # one gained, one lost
+    assert same["gain"] == 0.0 and same["p_value"] == 1.0
+    # several samples per problem: a bootstrap interval around the mean, a paired bootstrap p-value
+    scores = [0.25, 0.5, 0.75, 1.0] * 16
+    low, high = accuracy_interval(scores)
+    assert low < sum(scores) / 64 < high and high - low < 0.2
+    shifted = paired_test(
+        {str(i): s for i, s in enumerate(scores)}, {str(i): min(1.0, s + 0.25) for i, s in enumerate(scores)}
+    )
+    assert shifted["p_value"] < 0.01

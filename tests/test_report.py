@@ -1,9 +1,12 @@
+"""Report tables, findings and figures from synthetic runs whose numbers are known."""
+
 import re
 
 import pytest
 from conftest import require
 
-from rlvr.report import accuracy_table, load_reference, paper_table, post_saturation, reference_for
+from rlvr.report import run_report
+from rlvr.report.tables import accuracy_table, gains_table, load_reference, modes_table, paper_table, reference_for
 from rlvr.runs import RunResult, evals_from_rows, paper_setting
 
 ORDER = ["math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25", "average"]
@@ -35,9 +38,9 @@ def test_tables_use_best_checkpoint_and_base_rows():
     header, rows = accuracy_table(runs, "strict", lambda r: r.best_step("strict"))
     assert header == ["run", "step", "math500", "average"]
     assert rows == [
-        ["base · Qwen2.5-Math-1.5B", "0", "36.0", "36.0"],
-        ["a", "40", "72.0", "72.0"],
-        ["b", "20", "74.0", "74.0"],
+        ["base · Qwen2.5-Math-1.5B", "0", "36.0 ± 0.0", "36.0 ± 0.0"],
+        ["a", "40", "72.0 ± 0.0", "72.0 ± 0.0"],
+        ["b", "20", "74.0 ± 0.0", "74.0 ± 0.0"],
     ]
     _, rows = accuracy_table(runs, "strict", lambda r: 99 if 99 in r.evals else None)
     assert rows[1] == ["a", "–", "–", "–"]  # the chosen step was not evaluated: shown, not a crash
@@ -56,5 +59,47 @@ def test_difference_from_the_paper_only_where_a_setting_matches():
 
 def test_post_saturation_gain():
     run = _run("a", train={10: 0.5, 20: 1.0, 30: 1.0})
-    assert post_saturation(run, "strict") == (20, pytest.approx(0.72 - 0.70))
-    assert post_saturation(_run("b", train={10: 0.5}), "strict") == (None, None)
+    assert run.post_saturation("strict") == (20, pytest.approx(0.72 - 0.70))
+    assert _run("b", train={10: 0.5}).post_saturation("strict") == (None, None)
+
+
+def _measured_run() -> RunResult:
+    """Two suites, base and two checkpoints: arith's gain at step 10 (the best) significant, words' not."""
+    rows = []
+    for step, (arith, words, p_arith, p_words) in {
+        0: (0.20, 0.30, None, None),
+        10: (0.45, 0.33, 0.0004, 0.62),
+        20: (0.40, 0.31, 0.003, 0.88),
+    }.items():
+        row = {"step": step}
+        for name, value, p_value in (("arith1", arith, p_arith), ("word2", words, p_words)):
+            for mode in ("strict", "lenient", "official"):
+                row |= {f"{name}.accuracy_{mode}": value, f"{name}.accuracy_{mode}_low": value - 0.06,
+                        f"{name}.accuracy_{mode}_high": value + 0.08}  # fmt: skip
+                if p_value is not None:
+                    row |= {f"{name}.gain_{mode}": value - (0.20 if name == "arith1" else 0.30)}
+                    row |= {f"{name}.p_value_{mode}": p_value}
+        for mode in ("strict", "lenient", "official"):
+            mean = (arith + words) / 2
+            row |= {f"average.accuracy_{mode}": mean, f"average.accuracy_{mode}_low": mean - 0.05,
+                    f"average.accuracy_{mode}_high": mean + 0.05}  # fmt: skip
+        rows.append(row)
+    evals = evals_from_rows(rows, test_dataset="generator")
+    return RunResult("smollm2 · gen-3", "embedded", "gen-3", "accuracy", evals=evals, train_accuracy={10: 1.0})
+
+
+def test_report_shows_intervals_gains_and_which_are_significant(tmp_path):
+    run = _measured_run()
+    _, rows = gains_table([run], "strict")
+    assert rows == [
+        ["smollm2 · gen-3", "10", "arith1", "20.0 ± 7.0", "45.0 ± 7.0", "+25.0", "< 0.001", "yes"],
+        ["smollm2 · gen-3", "10", "word2", "30.0 ± 7.0", "33.0 ± 7.0", "+3.0", "0.620", "no"],
+    ]
+    _, modes = modes_table([run], "strict")
+    assert modes[1] == ["smollm2 · gen-3", "10", "39.0 ± 5.0", "39.0 ± 5.0", "39.0 ± 5.0"]
+    report = run_report([run], tmp_path, "strict").read_text()
+    findings = report.split("## Findings")[1].split("##")[0]
+    assert "average 25.0 ± 5.0 → 39.0 ± 5.0 at step 10" in findings
+    assert "Gains significant at 0.05: arith1 +25.0 (p < 0.001); not significant: word2 +3.0 (p 0.620)" in findings
+    assert "| smollm2 · gen-3 | 10 | 45.0 ± 7.0 | 33.0 ± 7.0 | 39.0 ± 5.0 |" in report
+    assert (tmp_path / "run-1-accuracy.png").stat().st_size > 5000

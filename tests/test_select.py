@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from conftest import run_module
 
-from rlvr.config import InputError
-from rlvr.data import read_rows, write_rows
+from rlvr.errors import InputError
+from rlvr.files import read_rows, write_rows
 from rlvr.select import METHODS, parse_ranks, rank, select
 
 HISTORY = {

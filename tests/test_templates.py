@@ -3,9 +3,9 @@ import re
 from conftest import require
 
 from rlvr.config import ModelConfig
-from rlvr.data import read_records
+from rlvr.datasets import load
 from rlvr.evaluate import grade_sample
-from rlvr.registry import load
+from rlvr.files import read_records
 from rlvr.rewards import grade
 from rlvr.templates import QWEN25_MATH_COT, get_template
 

@@ -22,11 +22,14 @@ import threading
 import time
 from pathlib import Path
 
+from rlvr.grading.limits import MAX_ANSWER_CHARS, count, stats
+
+__all__ = ["MAX_ANSWER_CHARS", "check", "refusal", "stats"]
+
 logger = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 3.0  # the official harness's limit per check
 STARTUP_SECONDS = 120.0  # importing sympy and math-verify in a fresh process (slow, loaded machines)
-MAX_ANSWER_CHARS = 1000
 MAX_DEPTH = 20
 MAX_EXPONENT = 10_000
 MAX_FACTORIAL = 1_000
@@ -83,31 +86,6 @@ def refusal(text: str) -> str | None:
         if not match.group(1) or int(match.group(1)) > MAX_FACTORIAL:
             return "a large factorial"
     return None
-
-
-class _Stats:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.counts = {"checks": 0, "refused": 0, "timeouts": 0}
-
-    def add(self, key: str) -> None:
-        with self.lock:
-            self.counts[key] += 1
-
-
-_STATS = _Stats()
-
-
-def count_refusal() -> None:
-    """Count an answer refused before any symbolic work (by a caller's own screen)."""
-    _STATS.add("checks")
-    _STATS.add("refused")
-
-
-def stats() -> dict[str, int]:
-    """Symbolic checks asked for in this process: ``checks``, how many were ``refused``, how many ``timeouts``."""
-    with _STATS.lock:
-        return dict(_STATS.counts)
 
 
 class Worker:
@@ -175,9 +153,9 @@ atexit.register(_WORKER.stop)
 def check(name: str, *texts: str, timeout: float = TIMEOUT_SECONDS) -> bool:
     """Run the worker's check ``name`` on ``texts`` within ``timeout`` seconds: refused, timed out or failed
     checks are False (and counted)."""
-    _STATS.add("checks")
+    count("checks")
     if any(refusal(text) for text in texts):
-        _STATS.add("refused")
+        count("refused")
         return False
     try:
         result = _WORKER.call(name, list(texts), timeout)
@@ -186,7 +164,7 @@ def check(name: str, *texts: str, timeout: float = TIMEOUT_SECONDS) -> bool:
         _WORKER.stop()
         result = None
     if result is None:
-        _STATS.add("timeouts")
+        count("timeouts")
         logger.warning("symbolic check %s took over %.0f s: counted as not equal", name, timeout)
         return False
     return bool(result)

@@ -14,7 +14,7 @@ import contextlib
 import re
 from collections.abc import Callable
 
-from rlvr.grading import bounded
+from rlvr.grading import limits
 from rlvr.grading.official import fix_fracs
 
 TUPLE_CHARS = "()[]"
@@ -228,8 +228,8 @@ def score(response: str, gold: str, symbolic: SymbolicCheck, prompt: str = "") -
     answer = last_boxed(prompt + response)
     if answer is None:
         return None, 0.0
-    if len(answer) > bounded.MAX_ANSWER_CHARS:  # no gold is this long; its normalisation is not linear in it
-        bounded.count_refusal()
+    if len(answer) > limits.MAX_ANSWER_CHARS:  # no gold is this long; its normalisation is not linear in it
+        limits.count_refusal()
         return answer[:100], 0.0
     gold = str(gold)
     if "\\boxed" in gold:

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable
 
-from rlvr.grading import bounded
+from rlvr.grading import limits
 
 STOP_STRINGS = ("</s>", "<|im_end|>", "<|endoftext|>")  # the official vLLM stop strings
 CHOICES = ("A", "B", "C", "D", "E")
@@ -340,10 +340,10 @@ def is_choice_gold(gold: str) -> bool:
 
 def grade(completion: str, gold: str, symbolic: SymbolicCheck, dataset: str | None = None) -> tuple[str, bool]:
     """``(extracted answer, correct)`` of one response under the official evaluation. An answer longer than
-    ``bounded.MAX_ANSWER_CHARS`` (no gold is) is refused before its normalisation, which is not linear in it."""
+    ``limits.MAX_ANSWER_CHARS`` (no gold is) is refused before its normalisation, which is not linear in it."""
     raw = extract_raw(completion)
-    if len(raw) > bounded.MAX_ANSWER_CHARS:
-        bounded.count_refusal()
+    if len(raw) > limits.MAX_ANSWER_CHARS:
+        limits.count_refusal()
         return raw[:100], False
     keep_units = dataset in NO_UNIT_DATASETS
     prediction = normalise(normalise(raw, keep_units), keep_units)

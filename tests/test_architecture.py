@@ -1,0 +1,97 @@
+"""The code's shape: no import circles in the library, each stage's code deps in dvc.yaml equal the modules its
+entry point imports (so editing a module reruns exactly the stages downstream of it), and the names the params
+accept are the registries' names."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from conftest import ROOT
+
+from rlvr import config, lineage, stages
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in (ROOT / "rlvr").rglob("*.py")]
+    modules = [m.removesuffix(".__init__") for m in modules]
+    graph = {}
+    for module in modules:
+        imported = lineage.imported_modules(lineage._module_file(module))
+        # a module imports its own package's __init__ (and the package imports nothing back): not a circle
+        graph[module] = {m for m in imported if m != module and not module.startswith(m + ".")}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every elementary circle found by depth-first search (one per back edge)."""
+    cycles, state, path = [], {}, []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def test_no_import_circle_in_the_library():
+    """Imports inside functions count; ``if TYPE_CHECKING`` imports (never run) do not."""
+    cycles = _cycles(_graph())
+    assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_circle_check_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_config_imports_nothing_of_the_library_but_its_errors():
+    assert lineage.imported_modules(lineage._module_file("rlvr.config")) == {"rlvr", "rlvr.errors"}
+
+
+def test_each_stages_code_deps_are_the_modules_its_entry_point_imports():
+    wrong = {}
+    for stage in stages.NAMES:
+        listed, imported = set(lineage.code_deps(stage)), set(lineage.stage_code(stage))
+        if listed != imported:
+            wrong[stage] = {"missing": sorted(imported - listed), "not imported": sorted(listed - imported)}
+    assert not wrong, f"dvc.yaml code deps differ from the imports (fix: make deps): {wrong}"
+
+
+def test_report_code_is_not_a_dependency_of_training():
+    for stage in ("model", "data", "history", "select", "train", "evaluate"):
+        assert not any(path.startswith("rlvr/report") for path in lineage.stage_code(stage)), stage
+    assert "rlvr/report/tables.py" in lineage.stage_code("report")
+
+
+def test_the_names_the_params_accept_are_the_registries():
+    from rlvr.backends import BACKENDS
+    from rlvr.grading import GRADING_MODES
+    from rlvr.select import METHODS
+    from rlvr.templates import TEMPLATES
+
+    assert set(get_args(config.TemplateName)) == set(TEMPLATES)
+    assert set(get_args(config.GradingMode)) == set(GRADING_MODES)
+    assert set(get_args(config.SelectionMethod)) == set(METHODS)
+    assert set(get_args(config.EvaluateConfig.model_fields["backend"].annotation)) == set(BACKENDS)
+
+
+def test_the_stages_are_defined_once_and_dvc_yaml_follows_them():
+    assert list(lineage.pipeline_stages()) == list(stages.NAMES)
+    for stage in stages.STAGES:
+        written = {
+            lineage.resolve(out, config.Params().model_dump())
+            for out in lineage._outputs(lineage.pipeline_stages()[stage.name])
+        }
+        declared = {getattr(config.Paths(), key) for key in stage.writes}
+        assert {p for p in declared if p != config.Paths().history_work} <= {
+            w.split("/steps")[0].split("/samples")[0].split("/by_step")[0].split("/metrics")[0] for w in written
+        } | written, stage.name

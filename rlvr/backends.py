@@ -156,7 +156,17 @@ class VllmBackend:
 
 
 def make_backend(name: str, model_dir: str | Path, config) -> TransformersBackend | VllmBackend:
-    """The backend ``name`` for the model in ``model_dir``; ``config`` is the :class:`EvaluateConfig`."""
+    """The backend ``name`` for the model in ``model_dir``; ``config`` is the :class:`EvaluateConfig`. A
+    ``module:Class`` name builds ``Class(model_dir, config)``: a backend of your own with the same interface
+    (``tokenizer``, ``generate``)."""
+    if ":" in name:
+        import importlib
+
+        module, _, attribute = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attribute)(model_dir, config)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"evaluate.backend {name!r}: cannot import ({error})") from error
     if name == "vllm":
         return VllmBackend(model_dir, config.tensor_parallel_size, config.gpu_memory_utilization, config.stop)
     if name == "transformers":

@@ -150,6 +150,7 @@ class MarkCheckpoint(TrainerCallback):
         if not state.is_world_process_zero:
             return
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        write_json(path / MARKER, {"step": state.global_step, "fingerprint": self.run_fingerprint})
+        marker = {"step": state.global_step, "fingerprint": self.run_fingerprint, "written": time.time()}
+        write_json(path / MARKER, marker)
         for _, older in checkpoints(args.output_dir)[:-1]:
             drop_resume_state(older)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -29,6 +29,8 @@ BenchmarkName = Literal[
     "arith1", "units", "word1", "arith2", "word2",
 ]  # fmt: skip
 PoolName = Literal["dsr_sub"]
+BackendName = Literal["transformers", "vllm"]
+ObjectPath = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]  # module:attribute, a user's own
 GENERATOR_SIZES = {"pool": 16, "test": 128}  # the generator's sizes where data.pool_size / test_size are null
 # First-class fields of the RL sections and the trainer field each one sets (where the name differs, for PPO):
 # a train.trl key naming one of them is refused, so that the logged config is the config that ran.
@@ -326,7 +328,9 @@ class ProtocolOverride(Section):
 class EvaluateConfig(Section):
     """Every model (base as step 0, each checkpoint) on the held-out test set and ``data.benchmarks``."""
 
-    backend: Literal["transformers", "vllm"] = Field("transformers", description="transformers (CPU/GPU) or vllm")
+    backend: BackendName | ObjectPath = Field(
+        "transformers", description="transformers (CPU/GPU), vllm, or module:Class of your own (same interface)"
+    )
     max_new_tokens: int = Field(128, ge=1, description="tokens per answer")
     batch_size: int = Field(32, ge=1, description="sequences generated together (transformers backend)")
     limit: int | None = Field(None, ge=1, description="only the first N problems of each benchmark")

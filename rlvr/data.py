@@ -89,10 +89,12 @@ def run(params: Params, parent_id: str | None = None) -> dict:
     """The data stage (see module docstring), tracked: row counts as metrics, datasets as MLflow inputs."""
     from rlvr import tracking
 
-    with tracking.stage_run("data", params, parent_id):
+    with tracking.stage_run("data", params, parent_id) as active:
         manifest = materialise(params.data, params.paths)
         for key, entry in manifest.items():
             tracking.log_metrics({f"{key}.rows": entry["rows"], f"{key}.missing_answer": entry["missing_answer"]})
         tracking.log_artifact(params.paths.data_manifest)
         tracking.log_datasets(manifest, "data")
+        if active is not None and (parent := active.data.tags.get("mlflow.parentRunId")):
+            tracking.log_datasets(manifest, "data", run_id=parent)  # the pipeline run's Dataset column
         return manifest

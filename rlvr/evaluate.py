@@ -10,6 +10,7 @@ and settings is skipped, so rerunning the stage evaluates only new checkpoints (
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -22,10 +23,10 @@ from tqdm import tqdm
 
 from rlvr import tracking
 from rlvr.backends import make_backend
-from rlvr.checkpoints import checkpoints, is_finished
+from rlvr.checkpoints import MARKER, checkpoints, is_finished
 from rlvr.config import EvaluateConfig, ModelConfig, Params
 from rlvr.errors import InputError
-from rlvr.files import read_json, read_records, read_rows, write_json, write_rows
+from rlvr.files import content_hash, file_sha256, read_json, read_records, read_rows, write_json, write_rows
 from rlvr.grading import CHOICE_DATASETS, bounded
 from rlvr.metrics import (
     Protocol,
@@ -106,15 +107,26 @@ def benchmark_metrics(samples: list[dict]) -> dict:
     return metrics
 
 
+@functools.cache
+def _weights_hash(model_dir: Path) -> str:
+    return content_hash(*(file_sha256(path) for path in sorted(model_dir.glob("*.safetensors"))))
+
+
+def model_identity(model_dir: Path) -> str:
+    """What identifies a model's weights: a checkpoint's marker (its run, step and time of writing), else a hash
+    of the weight files. Not their modification times: DVC copies persisted outputs before a stage runs again."""
+    marker = model_dir / MARKER
+    return marker.read_text() if marker.is_file() else _weights_hash(model_dir.resolve())
+
+
 def result_key(
     model_dir: Path, rows: list[dict], model: ModelConfig, protocol: Protocol, config: EvaluateConfig
 ) -> str:
     """Identifies one evaluation result: the model's weight files, the problems, the prompt, protocol and
     settings; a stored result with the same key is reused instead of generated again."""
-    weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model_dir.glob("*.safetensors"))
     settings = [config.max_new_tokens, config.seed, config.backend, config.stop, GRADING_VERSION]
     prompt = [model.template, model.system_prompt, model.instruction]
-    payload = [str(model_dir.resolve()), weights, rows, prompt, asdict(protocol), settings]
+    payload = [model_identity(model_dir), rows, prompt, asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

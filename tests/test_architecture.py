@@ -81,7 +81,7 @@ def test_the_names_the_params_accept_are_the_registries():
     assert set(get_args(config.TemplateName)) == set(TEMPLATES)
     assert set(get_args(config.GradingMode)) == set(GRADING_MODES)
     assert set(get_args(config.SelectionMethod)) == set(METHODS)
-    assert set(get_args(config.EvaluateConfig.model_fields["backend"].annotation)) == set(BACKENDS)
+    assert set(get_args(config.BackendName)) == set(BACKENDS)
 
 
 def test_the_stages_are_defined_once_and_dvc_yaml_follows_them():

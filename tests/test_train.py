@@ -14,7 +14,7 @@ from conftest import ROOT, require, run_module
 from safetensors.torch import load_file
 
 from rlvr.checkpoints import MARKER, checkpoints, resume_point
-from rlvr.config import ConfigError, ModelConfig, TrainConfig, load_params, parse_params
+from rlvr.config import ModelConfig, TrainConfig, load_params, parse_params
 from rlvr.files import read_records, write_rows
 from rlvr.generator import generate
 from rlvr.grpo import build_trainer, grpo_args

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,14 +12,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, TESTS
 from mlflow.tracking import MlflowClient
+from test_pipeline import smoke_params
 
 from rlvr import lineage
 from rlvr.config import ConfigError, load_params, merge, parse_params
 from rlvr.matrix import load_matrix
 
 SMOKE_MATRIX = "configs/matrix/smoke.yaml"
+SCRIPTED = {"evaluate": {"backend": "scripted:ScriptedBackend"}, "train": {"reward": "epoch_rewards:text_reward"}}
 
 
 def test_matrix_cells_share_a_models_first_stages_and_keep_their_own_training():
@@ -85,25 +88,10 @@ def test_prefect_yaml_deployments_load_with_their_schedule_and_flows():
     assert all(entry["work_pool"]["name"] == "rlvr-gpu" for entry in spec["deployments"])
 
 
-# --- the matrix flow and the served nightly deployment, on the embedded model ---------------------------------
+# --- the matrix flow, on-demand runs and the served nightly deployment, on the tiny model ----------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_server():
-    """A temporary Prefect server and database for this module's flows."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
-@pytest.fixture(scope="module")
-def matrix_project(prefect_server, tiny_model, tmp_path_factory):
-    """A project copy after the smoke matrix flow (two cells: each pool example) ran once, on the 2-layer cut of
-    the embedded model (orchestration is under test here, and its checkpoints take a quarter of the disk)."""
-    from flows.cross_family import cross_family
-
-    work = tmp_path_factory.mktemp("matrix")
+def _project(work: Path, tiny_model: Path) -> Path:
     for name in ("rlvr", "pipelines", "tasks", "flows", "configs"):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "prefect.yaml"):
@@ -111,13 +99,29 @@ def matrix_project(prefect_server, tiny_model, tmp_path_factory):
     spec = yaml.safe_load((ROOT / SMOKE_MATRIX).read_text())
     spec["models"] = {"smollm2": {"model": {"source": str(tiny_model)}}}
     (work / SMOKE_MATRIX).write_text(yaml.safe_dump(spec))
-    cwd = Path.cwd()
+    (work / "params.yaml").write_text(yaml.safe_dump(smoke_params(tiny_model), sort_keys=False))
+    return work
+
+
+@pytest.fixture(scope="module")
+def matrix_project(prefect_harness, tiny_model, tmp_path_factory):
+    """A project copy after the smoke matrix flow (two cells: each pool example) ran once, on the tiny model
+    (orchestration is under test here) with scripted scores."""
+    from flows.cross_family import cross_family
+
+    work = _project(tmp_path_factory.mktemp("matrix"), tiny_model)
+    cwd, environ = Path.cwd(), dict(os.environ)
     os.chdir(work)
+    os.environ["RLVR_SCRIPTED_DATA"] = str(work / "outputs" / "matrix" / "*" / "data" / "**" / "*.jsonl")
+    sys.path.insert(0, str(TESTS))
     try:
-        report = cross_family(SMOKE_MATRIX)
+        report = cross_family(SMOKE_MATRIX, overrides=SCRIPTED)
         yield work, report
     finally:
         os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path.remove(str(TESTS))
 
 
 def _runs(work: Path, **tags: str):
@@ -148,7 +152,7 @@ def test_matrix_flow_writes_one_report_with_both_cells(matrix_project):
 @pytest.mark.integration
 def test_every_stage_run_carries_its_lineage(matrix_project):
     work, _ = matrix_project
-    matrix = load_matrix(work / SMOKE_MATRIX)
+    matrix = load_matrix(work / SMOKE_MATRIX, SCRIPTED)
     manifest = yaml.safe_load((work / matrix.cells[0].params.paths.data_manifest).read_text())
     client, runs = _runs(work)
     stage_runs = [run for run in runs if "rlvr.stage" in run.data.tags]
@@ -172,12 +176,16 @@ def test_each_cells_best_checkpoint_is_registered_with_its_metrics(matrix_projec
     versions = client.search_model_versions("name='one-shot-rlvr-smoke'")
     assert len(versions) == 2
     best = client.get_model_version_by_alias("one-shot-rlvr-smoke", "best")
+    scores = []
     for version in versions:
         checkpoint = Path(version.tags["rlvr.checkpoint"])
         assert (checkpoint / "model.safetensors").is_file() and checkpoint.parent.name == "train"
+        assert version.tags["step"] == "1"  # the scripted scores make step 1 every cell's best checkpoint
         model = client.get_logged_model(version.source.removeprefix("models:/"))
         assert {m.key for m in model.metrics} >= {"best.average.accuracy_strict", "best.test.accuracy_lenient"}
-        assert float(version.tags["average.accuracy_strict"]) <= float(best.tags["average.accuracy_strict"])
+        scores.append((float(version.tags["average.accuracy_strict"]), int(version.version)))
+    top = max(score for score, _ in scores)  # the alias is on the first version with the highest average
+    assert int(best.version) == min(version for score, version in scores if score == top)
 
 
 @pytest.mark.integration
@@ -217,3 +225,43 @@ def _trigger_when_served(name: str, run_deployment, deadline: float):
             if time.monotonic() > deadline:
                 raise
             time.sleep(2)
+
+
+@pytest.mark.integration
+def test_two_on_demand_runs_with_different_overrides_at_once_keep_their_own_outputs(matrix_project, tiny_model):
+    """After one run of the params file, two runs with other learning rates at the same time: both finish, each
+    with its own checkpoints (``outputs/runs/<hash of its overrides>/``) and its own MLflow pipeline run, and the
+    first run's checkpoints stay."""
+    from prefect.settings import PREFECT_API_URL
+
+    work, _ = matrix_project
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PYTHONPATH": f"{work}{os.pathsep}{TESTS}",
+        "RLVR_SCRIPTED_DATA": str(work / "outputs" / "data" / "**" / "*.jsonl"),
+    }
+    command = [sys.executable, "-m", "flows.experiment", "--params", "params.yaml"]
+    first = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    started = [
+        subprocess.Popen([*command, "--set", f"train.learning_rate={lr}"], cwd=work, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for lr in ("1.0e-4", "3.0e-4")
+    ]  # fmt: skip
+    outputs = [process.communicate(timeout=600)[0] for process in started]
+    assert [process.returncode for process in started] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    runs = sorted((work / "outputs" / "runs").iterdir())
+    assert len(runs) == 2
+    fingerprints = {json.loads((run / "train" / "run.json").read_text())["fingerprint"] for run in runs}
+    fingerprints.add(json.loads((work / "outputs" / "train" / "run.json").read_text())["fingerprint"])
+    assert len(fingerprints) == 3  # three trainings, none of them written over
+    for folder in [*runs, work / "outputs"]:
+        assert sorted(p.name for p in (folder / "train").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+        assert (folder / "report" / "report.md").is_file()
+    assert not (work / "outputs" / "runs" / runs[0].name / "model").exists()  # the shared stages are shared
+    client, parents = _runs(work, **{"rlvr.runner": "prefect"})
+    on_demand = [p for p in parents if "rlvr.cell" not in p.data.tags]
+    assert len(on_demand) == 3 and all(p.info.status == "FINISHED" for p in on_demand)
+    rates = {p.data.params.get("rlvr.learning_rate") for p in on_demand}
+    assert rates == {"2e-05", "0.0001", "0.0003"}

@@ -43,10 +43,14 @@ class Protocol:
 PAPER_PROTOCOLS = {name: Protocol(8, 0.6) for name in ("aime24", "aime25", "amc23")}
 
 
-def protocol_for(dataset: str, overrides: dict[str, dict]) -> Protocol:
-    """The protocol of ``dataset``: the paper's, with ``overrides[dataset]`` applied on top."""
+def protocol_for(dataset: str, overrides: dict) -> Protocol:
+    """The protocol of ``dataset``: the paper's, with ``overrides[dataset]`` (a mapping, or the params'
+    protocol section) applied on top, its unset fields left alone."""
     base = PAPER_PROTOCOLS.get(dataset, Protocol())
-    values = {**base.__dict__, **(overrides.get(dataset) or {})}
+    override = overrides.get(dataset) or {}
+    if not isinstance(override, dict):
+        override = override.model_dump(exclude_none=True)
+    values = {**base.__dict__, **{key: value for key, value in override.items() if value is not None}}
     return Protocol(int(values["num_samples"]), float(values["temperature"]), float(values["top_p"]))
 
 

@@ -50,6 +50,7 @@ RUNNER_TAG = "rlvr.runner"
 BEST_ALIAS = "best"
 PENDING_DIR = Path("mlflow-pending")
 RETRY_SECONDS = 30.0
+CLOSE_SECONDS = 30.0
 REACH_SECONDS = 5.0
 SYSTEM_METRICS_STAGES = ("history", "train", "evaluate")
 # The experiment opens on its runs table (MLflow's model-training view), not on the GenAI trace overview.
@@ -253,9 +254,13 @@ class _Outbox:
         return True
 
     def close(self, run_id: str) -> None:
-        """Last try for ``run_id``'s pending calls; those still failing go to a file named in a warning."""
+        """Last tries (for up to ``CLOSE_SECONDS``) of ``run_id``'s pending calls; those still failing go to a file
+        named in a warning."""
+        deadline = time.monotonic() + (CLOSE_SECONDS if self.pending else 0)
         with self.lock:
-            if self.flush_locked():
+            while not self.flush_locked() and time.monotonic() < deadline:
+                time.sleep(2)
+            if not self.pending:
                 return
             mine = [entry for entry in self.pending if entry[1] == run_id]
             self.pending = [entry for entry in self.pending if entry[1] != run_id]

@@ -158,7 +158,7 @@ def run(params: Params, parent_id: str | None = None) -> list[dict[str, float]]:
         launch.relaunch(params.train, "pipelines.train", params, parent_id)
         return read_records(Path(paths.train_dir) / "train_log.jsonl")
     lock = writer_lock(paths.train_dir) if tracking.is_main_process() else contextlib.nullcontext()
-    with lock, tracking.stage_run("train", params, parent_id):
+    with tracking.stage_run("train", params, parent_id), lock:  # the tracking server checked before any write
         steps = run_train(params.train, paths.model_dir, paths.selection, params.model, paths.train_dir)
         tracking.log_artifact(Path(paths.train_dir) / "train_log.jsonl")
         return steps

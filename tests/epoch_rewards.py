@@ -32,3 +32,11 @@ def text_reward(completions, **kwargs):
     _count_call()
     texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
     return [float(sum(map(ord, text)) % 2 == 0) for text in texts]
+
+
+def slow_text_reward(completions, **kwargs):
+    """:func:`text_reward`, a second per call: a training slow enough to be stopped in the middle."""
+    import time
+
+    time.sleep(1.0)
+    return text_reward(completions, **kwargs)

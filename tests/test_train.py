@@ -2,9 +2,15 @@
 
 import json
 import os
+import random
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,8 +19,9 @@ import yaml
 from conftest import ROOT, require, run_module
 from safetensors.torch import load_file
 
-from rlvr.checkpoints import MARKER, checkpoints, resume_point
+from rlvr.checkpoints import MARKER, checkpoints, resume_point, writer_lock
 from rlvr.config import ModelConfig, TrainConfig, load_params, parse_params
+from rlvr.errors import InputError
 from rlvr.files import read_records, write_rows
 from rlvr.generator import generate
 from rlvr.grpo import build_trainer, grpo_args
@@ -134,7 +141,7 @@ def test_monitor_adds_boxed_share_and_writes_samples(tmp_path):
     assert logs == {}  # nothing graded since the last entry
 
 
-def test_incomplete_and_foreign_checkpoints_are_not_resumed(tmp_path):
+def test_incomplete_checkpoints_are_discarded_and_another_runs_folder_is_moved_aside(tmp_path, caplog):
     run = tmp_path / "train"
     assert resume_point(run, "a") is None
     for step in (2, 4):
@@ -143,7 +150,22 @@ def test_incomplete_and_foreign_checkpoints_are_not_resumed(tmp_path):
     (run / "checkpoint-2" / MARKER).write_text("{}")  # checkpoint-4: killed while saving
     assert resume_point(run, "a") == run / "checkpoint-2"
     assert not (run / "checkpoint-4").exists() and [s for s, _ in checkpoints(run)] == [2]
-    assert resume_point(run, "b") is None and not (run / "checkpoint-2").exists()  # settings changed
+    assert resume_point(run, "b") is None and not (run / "checkpoint-2").exists()  # settings changed...
+    kept = tmp_path / "train-previous" / "a"
+    assert (kept / "checkpoint-2" / "model.safetensors").is_file()  # ...and run a's checkpoints are kept
+    assert f"moved to {kept}" in caplog.text
+
+
+def test_one_writer_per_train_folder_and_a_dead_writers_lock_is_taken_over(tmp_path):
+    message = rf"train is being written by process {os.getpid()} on .* \(since "
+    with writer_lock(tmp_path / "train"), pytest.raises(InputError, match=message), writer_lock(tmp_path / "train"):
+        pass
+    assert not (tmp_path / "train" / ".writer.lock").exists()  # released
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = {"pid": int(dead.stdout), "host": socket.gethostname(), "since": "earlier"}
+    (tmp_path / "train" / ".writer.lock").write_text(json.dumps(holder))
+    with writer_lock(tmp_path / "train"):  # its process has ended: taken over
+        assert json.loads((tmp_path / "train" / ".writer.lock").read_text())["pid"] == os.getpid()
 
 
 def test_launch_is_asked_for_by_num_processes(monkeypatch):
@@ -240,29 +262,144 @@ def _run_train(tmp_path, model, out: str, env=None) -> subprocess.CompletedProce
     )
 
 
+def _final_weights(run_dir: Path) -> dict:
+    return load_file(checkpoints(run_dir)[-1][1] / "model.safetensors")
+
+
 @pytest.mark.integration
 def test_killed_training_resumes_from_its_last_complete_checkpoint(tiny_model, tmp_path):
+    """A kill campaign: the run killed (like SIGKILL: no clean-up at all) at 5 seeded random points, rerun after
+    each; in the end the same per-step rewards and the same final weights as an uninterrupted run."""
     _train_params(tmp_path)
     whole = _run_train(tmp_path, tiny_model, "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
-    # 2 prompts x 2 rollouts per step, one reward call per step: killed in step 5, checkpoint-4 complete
-    killed = _run_train(tmp_path, tiny_model, "resumed", {"RLVR_TEST_CRASH_AT_CALL": "5"})
-    assert killed.returncode == 3
-    assert [step for step, _ in checkpoints(tmp_path / "resumed")] == [2, 4]
-    (tmp_path / "resumed" / "checkpoint-6").mkdir()  # as if killed while writing step 6
+    points = random.Random(7).choices(range(1, 4), k=5)  # the n-th reward call (= step) after each start
+    for point in points:
+        killed = _run_train(tmp_path, tiny_model, "resumed", {"RLVR_TEST_CRASH_AT_CALL": str(point)})
+        assert killed.returncode in (0, 3), killed.stderr[-3000:]  # 0: the run ended before the point
+    (tmp_path / "resumed" / "checkpoint-8").mkdir(exist_ok=True)  # as if killed while writing a checkpoint
     resumed = _run_train(tmp_path, tiny_model, "resumed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming the train run from" in resumed.stderr and "checkpoint-4" in resumed.stderr
+    print("kill points (reward call after each start):", points)
     for run in ("whole", "resumed"):
         assert [step for step, _ in checkpoints(tmp_path / run)] == [2, 4, 6]
         assert [int(e["step"]) for e in read_records(tmp_path / run / "train_log.jsonl")] == [1, 2, 3, 4, 5, 6]
-        assert not (tmp_path / run / "checkpoint-4" / "optimizer.pt").exists()  # only the newest keeps it
-        assert (tmp_path / run / "checkpoint-6" / "optimizer.pt").exists()
+        assert not any((tmp_path / run).glob("checkpoint-*/optimizer.pt"))  # the finished run keeps models only
         assert (tmp_path / run / "samples" / "step-6.jsonl").exists()
     whole_log, resumed_log = (read_records(tmp_path / run / "train_log.jsonl") for run in ("whole", "resumed"))
     assert [e["reward"] for e in whole_log] == [e["reward"] for e in resumed_log]
-    final = [load_file(tmp_path / run / "checkpoint-6" / "model.safetensors") for run in ("whole", "resumed")]
+    final = [_final_weights(tmp_path / run) for run in ("whole", "resumed")]
     assert all(torch.allclose(final[0][k], final[1][k], atol=1e-6) for k in final[0])
+
+
+def _mlflow_runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("one-shot-rlvr-smoke")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def _train_command(model) -> list[str]:
+    return [sys.executable, "-m", "pipelines.train", "--params", "params.yaml", "--model", str(model),
+            "--data", "train.jsonl", "--out", "run"]  # fmt: skip
+
+
+def _train_env() -> dict:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+@pytest.mark.integration
+def test_sigterm_marks_the_runs_killed_discards_the_unfinished_checkpoint_and_the_rerun_resumes(tiny_model, tmp_path):
+    _train_params(tmp_path, reward="epoch_rewards:slow_text_reward", max_steps=8)
+    process = subprocess.Popen(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not checkpoints(tmp_path / "run") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 143, output[-3000:]
+    assert "stopped by SIGTERM" in output
+    _, runs = _mlflow_runs(tmp_path)
+    statuses = {run.data.tags.get("rlvr.stage", "pipeline"): run.info.status for run in runs}
+    assert statuses == {"train": "KILLED", "pipeline": "KILLED"}
+    done = [step for step, _ in checkpoints(tmp_path / "run")]
+    assert done and sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == [f"checkpoint-{s}" for s in done]
+    assert not (tmp_path / "run" / ".writer.lock").exists()
+    rerun = subprocess.run(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming the train run from run/checkpoint-{done[-1]}" in rerun.stderr
+    assert [int(e["step"]) for e in read_records(tmp_path / "run" / "train_log.jsonl")] == list(range(1, 9))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _mlflow_server(tmp_path, port: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
+               str(tmp_path / "artifacts")]  # fmt: skip
+    server = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("mlflow server did not start")
+
+
+@pytest.mark.integration
+def test_tracking_server_unreachable_at_start_then_gone_mid_training(tiny_model, tmp_path):
+    """Unreachable at start: one line naming the URI within seconds, nothing written. Gone in the middle of a
+    training: the training goes on, and its metrics reach the server once it is back."""
+    from mlflow.tracking import MlflowClient
+
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    _train_params(tmp_path, reward="epoch_rewards:slow_text_reward", max_steps=10, save_steps=5)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["mlflow"]["tracking_uri"] = uri
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    started = time.monotonic()
+    refused = _run_train(tmp_path, tiny_model, "run")
+    assert refused.returncode == 2 and time.monotonic() - started < 60
+    assert refused.stderr.strip().splitlines()[-1].startswith(f"error: MLflow tracking server {uri} is unreachable")
+    assert not (tmp_path / "run").exists()
+    server = _mlflow_server(tmp_path, port)
+    training = subprocess.Popen(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    client = MlflowClient(uri)
+
+    def rewards() -> list:
+        experiment = client.get_experiment_by_name("one-shot-rlvr-smoke")
+        runs = client.search_runs([experiment.experiment_id], "tags.`rlvr.stage` = 'train'") if experiment else []
+        return client.get_metric_history(runs[0].info.run_id, "train.reward") if runs else []
+
+    try:
+        deadline = time.monotonic() + 120
+        while len(rewards()) < 2 and time.monotonic() < deadline:  # training is under way
+            time.sleep(0.5)
+        server.terminate()
+        server.wait(timeout=60)
+        time.sleep(4)  # steps go on while the server is down
+        server = _mlflow_server(tmp_path, port)
+        output = training.communicate(timeout=300)[0]
+        assert training.returncode == 0, output[-3000:]
+        assert "MLflow unreachable" in output
+        assert sorted(m.step for m in rewards()) == list(range(1, 11))  # nothing lost
+    finally:
+        server.kill()
+        training.kill()
 
 
 @pytest.mark.integration

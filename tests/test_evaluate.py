@@ -1,4 +1,5 @@
-"""The evaluate stage on the embedded model: metrics and per-sample files, incremental reruns, sampling protocols."""
+"""The evaluate stage: metrics and per-sample files, incremental reruns, sampling protocols (on the tiny model),
+and stopping where the official evaluation stops (on the embedded model)."""
 
 import json
 import logging
@@ -16,18 +17,17 @@ pytestmark = pytest.mark.integration
 SAMPLE_FIELDS = {"id", "prompt", "completion", "extracted_strict", "gold", "correct_strict", "correct_lenient"}
 
 
-def test_base_model_on_a_math500_slice_then_only_new_checkpoints(
-    tmp_path, shared_data, embedded_model, tiny_model, caplog
-):
+def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, shared_data, tiny_model, caplog):
     config = EvaluateConfig(limit=50, max_new_tokens=16, batch_size=25)  # short answers: this is about the files
     suite = [Benchmark("test", "math500", shared_data / "benchmarks" / "math500.jsonl")]
     train_dir, out = tmp_path / "train", tmp_path / "eval"
     train_dir.mkdir()
-    rows = run_evaluate(config, ModelConfig(), embedded_model, train_dir, suite, out)
+    rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out)
 
     metrics = read_json(out / "steps" / "step-0" / "test.json")
     assert metrics["num_problems"] == 50 and metrics["samples_per_problem"] == 1
     assert 0 <= metrics["accuracy_lenient"] <= 1 and 0 <= metrics["boxed_share"] <= 1
+    assert metrics["accuracy_official_low"] <= metrics["accuracy_official"] <= metrics["accuracy_official_high"]
     assert {"repetition_share", "reflection_share", "mean_response_length"} <= set(metrics)
     assert sum(v["num_problems"] for v in metrics["by_subject"].values()) == 50
     assert set(metrics["by_level"]) <= {"1", "2", "3", "4", "5"}
@@ -41,7 +41,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(
     (train_dir / "checkpoint-5" / MARKER).write_text("{}")  # complete
     shutil.copytree(tiny_model, train_dir / "checkpoint-10")  # still being written: no marker, not evaluated
     with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
-        rows = run_evaluate(config, ModelConfig(), embedded_model, train_dir, suite, out)
+        rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out)
     assert "step 0, test: already evaluated, skipping" in caplog.text
     assert "step 5, test: 50 problems x 1 samples" in caplog.text
     assert (out / "samples" / "step-0" / "test.jsonl").stat().st_mtime_ns == written
@@ -59,3 +59,23 @@ def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, ti
     samples = read_records(tmp_path / "eval" / "samples" / "step-0" / "test.jsonl")
     assert [s["sample"] for s in samples] == [0, 1, 2, 3] * 3
     assert row["average.accuracy_strict"] == metrics["accuracy_strict"]
+
+
+def test_the_transformers_backend_stops_at_a_stop_string(embedded_model):
+    """On the embedded model (a random tiny model would not write the text to stop at): greedy, the answer to
+    "What is 7 times 8?" contains "=", and with "=" as a stop string it ends just before it."""
+    from rlvr.backends import TransformersBackend
+    from rlvr.metrics import Protocol
+    from rlvr.templates import get_template
+
+    official = EvaluateConfig().stop
+    plain = TransformersBackend(embedded_model, 4, official)
+    tokenizer = plain.tokenizer
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in plain.stop_ids  # the model's end of turn
+    assert tokenizer.convert_tokens_to_ids("<|endoftext|>") in plain.stop_ids
+    prompt = get_template("chat").render("What is 7 times 8?", ModelConfig(), tokenizer)
+    [[full]] = plain.generate([prompt], Protocol(), 48, 0)
+    assert "=" in full, full
+    stopped = TransformersBackend(embedded_model, 4, [*official, "="])
+    [[cut]] = stopped.generate([prompt], Protocol(), 48, 0)
+    assert "=" not in cut and full.startswith(cut) and len(cut) < len(full)

@@ -460,3 +460,42 @@ def test_two_processes_are_launched_from_the_stage_and_track_once(tiny_model, tm
     runs = client.search_runs([experiment.experiment_id], "tags.`rlvr.stage` = 'train'")
     assert len(runs) == 1 and runs[0].data.params["num_processes"] == "2"  # rank 0 only
     assert len(client.get_metric_history(runs[0].info.run_id, "train.reward")) == 2
+
+
+@pytest.mark.integration
+def test_several_rewards_combine_with_their_weights_as_trl_defines(tiny_model, tmp_path, monkeypatch):
+    from rlvr.rewards import combined_reward, get_reward
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    config = TrainConfig(reward=["epoch_rewards:text_reward", "format"], reward_weights=[0.5, 2.0], learning_rate=1e-3,
+                         num_generations=4, per_device_train_batch_size=4, max_completion_length=6, max_steps=1,
+                         save_steps=1)  # fmt: skip
+    rewards = [get_reward(name) for name in config.rewards]
+    trainer = build_trainer(tiny_model, _rows(), config, ModelConfig(), tmp_path, rewards, "", save=False)
+    trainer.train()
+    [entry] = [e for e in trainer.state.log_history if "reward" in e]
+    text, fmt = entry["rewards/text_reward/mean"], entry["rewards/format_reward/mean"]
+    assert entry["reward"] == pytest.approx(0.5 * text + 2.0 * fmt)  # TRL's weighted sum
+    # the history stage's single reward function combines the same way, per completion
+    combined = combined_reward(config.rewards, config.reward_weights)
+    completions = ["\\boxed{1}", "ab", "\\boxed{}"]
+    expected = [0.5 * t + 2.0 * f for t, f in zip(get_reward("epoch_rewards:text_reward")(completions),
+                                                   get_reward("format")(completions), strict=True)]  # fmt: skip
+    assert combined(completions, answer=["1"] * 3) == expected
+
+
+@pytest.mark.integration
+def test_lora_training_writes_adapter_checkpoints_that_evaluate(tiny_model, tmp_path):
+    from rlvr.config import EvaluateConfig
+    from rlvr.evaluate import Benchmark, run_evaluate
+
+    peft = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    _train_params(tmp_path, max_steps=2, save_steps=2, sample_steps=0, peft=peft)
+    result = _run_train(tmp_path, tiny_model, "lora")
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = tmp_path / "lora" / "checkpoint-2"
+    assert (checkpoint / "adapter_config.json").is_file() and not (checkpoint / "model.safetensors").exists()
+    suite = [Benchmark("test", "generator", tmp_path / "train.jsonl")]
+    config = EvaluateConfig(max_new_tokens=4, batch_size=4)
+    rows = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "lora", suite, tmp_path / "eval")
+    assert [row["step"] for row in rows] == [0, 2] and rows[1]["num_problems"] == 4

@@ -266,7 +266,7 @@ def _final_weights(run_dir: Path) -> dict:
     return load_file(checkpoints(run_dir)[-1][1] / "model.safetensors")
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # 7 trainings; make test runs one kill (SIGTERM) and its resume
 def test_killed_training_resumes_from_its_last_complete_checkpoint(tiny_model, tmp_path):
     """A kill campaign: the run killed (like SIGKILL: no clean-up at all) at 5 seeded random points, rerun after
     each; in the end the same per-step rewards and the same final weights as an uninterrupted run."""
@@ -358,7 +358,7 @@ def _mlflow_server(tmp_path, port: int) -> subprocess.Popen:
     raise RuntimeError("mlflow server did not start")
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # two tracking server starts and a training slowed down to be caught in the middle
 def test_tracking_server_unreachable_at_start_then_gone_mid_training(tiny_model, tmp_path):
     """Unreachable at start: one line naming the URI within seconds, nothing written. Gone in the middle of a
     training: the training goes on, and its metrics reach the server once it is back."""

@@ -44,7 +44,14 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
 
 
 class TransformersBackend:
-    """``model.generate`` in batches of ``batch_size`` sequences, shortest prompts first, stopping at ``stop``."""
+    """Batched generation with transformers, for CPU or one GPU.
+
+    Sequences (a prompt's samples are sequences of their own) are generated in batches of ``batch_size``, prompts
+    of similar length together (fewer padded positions); a sequence leaves its batch, and its key/value cache,
+    as soon as it ends (an end-of-text/turn token or a ``stop`` string), so no work goes into finished ones.
+    ``model.generate`` computes every row until the batch's longest answer ends; transformers' continuous
+    batching does prune, but measured slower on CPU (55 vs 130 tokens/s, SmolLM2-135M, 2 cores).
+    """
 
     def __init__(self, model_dir: str | Path, batch_size: int, stop: list[str] = ()) -> None:
         import torch
@@ -54,47 +61,103 @@ class TransformersBackend:
         self.model, self.tokenizer = load_policy(model_dir)
         if torch.cuda.is_available():
             self.model = self.model.to("cuda", dtype=torch.bfloat16)
+        self.model.eval()
         self.batch_size = batch_size
         self.stop = list(stop)
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config, self.stop)
+        vocabulary = self.tokenizer.get_vocab()
+        self.text_stops = [text for text in self.stop if text not in vocabulary]  # the others are stop ids
 
     def generate(self, prompts: list[str], protocol: Protocol, max_new_tokens: int, seed: int) -> list[list[str]]:
         import torch
-        from tqdm import tqdm
 
-        torch.manual_seed(seed)
-        n = protocol.num_samples
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        completions: list[list[str]] = [[] for _ in prompts]
-        per_batch = max(1, self.batch_size // n)
-        sampling: dict[str, Any] = (
-            {"do_sample": True, "temperature": protocol.temperature, "top_p": protocol.top_p}
-            if protocol.temperature > 0
-            else {"do_sample": False}
+        generator = torch.Generator(device=self.model.device).manual_seed(seed)
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        sequences = sorted(
+            ((i, sample) for i in range(len(prompts)) for sample in range(protocol.num_samples)),
+            key=lambda item: (len(encoded[item[0]]), item),
         )
-        self.model.eval()
-        for start in tqdm(range(0, len(order), per_batch), desc="generate", unit="batch", leave=False):
-            batch = order[start : start + per_batch]
-            encoded = self.tokenizer(
-                [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-            )
-            with torch.inference_mode():
-                output = self.model.generate(
-                    **encoded.to(self.model.device),
-                    max_new_tokens=max_new_tokens,
-                    num_return_sequences=n,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.stop_ids,
-                    stop_strings=self.stop or None,
-                    tokenizer=self.tokenizer,
-                    **sampling,
+        outputs = self._decode([encoded[i] for i, _ in sequences], protocol, max_new_tokens, generator)
+        texts = dict(zip(sequences, outputs, strict=True))
+        return [[texts[(i, sample)] for sample in range(protocol.num_samples)] for i in range(len(prompts))]
+
+    def _forward(self, tokens, attention, positions, cache):
+        """The next-token logits of a batch (only the last position's: not a vocabulary-wide row per position)."""
+        output = self.model(
+            input_ids=tokens, attention_mask=attention, position_ids=positions, past_key_values=cache, logits_to_keep=1
+        )
+        return output.logits[:, -1, :]
+
+    def _prefill(self, prompts: list[list[int]]) -> tuple:
+        """Cache, attention mask, last positions and next-token logits of left-padded ``prompts``."""
+        import torch
+        from transformers import DynamicCache
+
+        device, pad, width = self.model.device, self.tokenizer.pad_token_id, max(map(len, prompts))
+        tokens = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        return cache, attention, positions[:, -1], self._forward(tokens, attention, positions, cache)
+
+    def _decode(self, prompts: list[list[int]], protocol: Protocol, max_new_tokens: int, generator) -> list[str]:
+        """Decode the prompts ``batch_size`` at a time with a key/value cache; a sequence that ends leaves the
+        batch (and the cache) at once. Returns the texts, cut before a stop string. (Refilling the freed places
+        with the next prompts measured no faster on CPU: the joined caches cost what the fuller batches save.)"""
+        import torch
+        from tqdm import tqdm
+        from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+        device = self.model.device
+        sampling = protocol.temperature > 0
+        warpers = [TemperatureLogitsWarper(protocol.temperature), TopPLogitsWarper(protocol.top_p)] if sampling else []
+        stop_ids = torch.tensor(self.stop_ids, device=device)
+        generated: list[list[int]] = [[] for _ in prompts]
+        pending, batch, rows = 0, None, torch.empty(0, dtype=torch.long, device=device)
+        progress = tqdm(total=len(prompts), desc="generate", unit="sequence", leave=False)
+        with torch.inference_mode():
+            while pending < len(prompts) or len(rows):
+                if batch is None:
+                    batch = self._prefill(prompts[pending : pending + self.batch_size])
+                    rows = torch.arange(pending, pending + len(batch[1]), device=device)
+                    pending += len(rows)
+                cache, attention, position, logits = batch
+                if sampling:
+                    scores = logits.float()
+                    for warp in warpers:
+                        scores = warp(None, scores)
+                    tokens = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+                else:
+                    tokens = logits.argmax(-1)
+                ended = torch.isin(tokens, stop_ids).tolist()
+                for index, (row, token) in enumerate(zip(rows.tolist(), tokens.tolist(), strict=True)):
+                    if ended[index]:
+                        continue
+                    generated[row].append(token)
+                    if len(generated[row]) >= max_new_tokens:
+                        ended[index] = True
+                    elif self.text_stops:  # a stop string that is not one token: look at the text's end
+                        tail = self.tokenizer.decode(generated[row][-16:], skip_special_tokens=True)
+                        ended[index] = any(text in tail for text in self.text_stops)
+                keep = ~torch.tensor(ended, device=device)
+                progress.update(len(ended) - int(keep.sum()))
+                if not bool(keep.all()):
+                    cache.batch_select_indices(keep.nonzero().squeeze(1))
+                    rows, tokens, attention, position = rows[keep], tokens[keep], attention[keep], position[keep]
+                if not len(rows):
+                    batch = None
+                    continue
+                attention = torch.cat([attention, attention.new_ones(len(rows), 1)], dim=1)
+                position = position + 1
+                batch = (
+                    cache,
+                    attention,
+                    position,
+                    self._forward(tokens[:, None], attention, position[:, None], cache),
                 )
-            generated = output[:, encoded["input_ids"].shape[1] :]
-            decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
-            texts = [cut_at_stop(text, self.stop) for text in decoded]
-            for position, i in enumerate(batch):
-                completions[i] = texts[position * n : (position + 1) * n]
-        return completions
+        progress.close()
+        decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return [cut_at_stop(text, self.stop) for text in decoded]
 
 
 def vllm_sampling_kwargs(

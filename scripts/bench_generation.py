@@ -1,9 +1,11 @@
-"""Benchmark: batched transformers generation against one prompt at a time, same prompts, same run.
+"""Benchmark: the transformers backend against the previous one (``model.generate`` on length-sorted batches,
+every row computed until its batch's longest answer ends), same prompts, same model, same run.
 
-    python scripts/bench_generation.py [--problems 32] [--max-new-tokens 64] [--batch-size 32] [--out FILE]
+    python scripts/bench_generation.py [--params params.yaml] [--problems 64] [--out FILE]
 
-Greedy generation with the embedded model on generated problems (the evaluation prompt of the embedded
-default). Prints, and writes as JSON, generated tokens per second of each way and their ratio.
+The workload is the evaluation of the params file's benchmarks (greedy, its ``max_new_tokens`` and
+``batch_size``, one generation call per benchmark) with the embedded model. Prints, and writes as JSON, the
+generated tokens per second of each and their ratio, and how many completions are identical (greedy: all).
 """
 
 from __future__ import annotations
@@ -14,53 +16,79 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from rlvr.backends import TransformersBackend
-from rlvr.config import ModelConfig
-from rlvr.generator import generate as generate_problems
+from rlvr.config import load_params
+from rlvr.generator import SUITES, suite
 from rlvr.metrics import Protocol
 from rlvr.model import prepare_model
 from rlvr.templates import get_template
 
 
-def tokens_per_second(backend: TransformersBackend, prompts: list[str], max_new_tokens: int) -> tuple[float, float]:
-    """(generated tokens per second, seconds) of greedy generation of ``prompts`` with ``backend``."""
-    start = time.perf_counter()
-    completions = backend.generate(prompts, Protocol(), max_new_tokens, seed=0)
-    seconds = time.perf_counter() - start
-    tokens = sum(len(backend.tokenizer(c[0], add_special_tokens=False)["input_ids"]) for c in completions)
-    return tokens / seconds, seconds
+def previous_generate(backend: TransformersBackend, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """The previous backend's greedy generation: batches of similar prompt length, ``model.generate``."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    texts = [""] * len(prompts)
+    for start in range(0, len(order), backend.batch_size):
+        batch = order[start : start + backend.batch_size]
+        encoded = backend.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                                    add_special_tokens=False)  # fmt: skip
+        with torch.inference_mode():
+            output = backend.model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
+                                            pad_token_id=backend.tokenizer.pad_token_id, eos_token_id=backend.stop_ids)  # fmt: skip
+        decoded = backend.tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+        for i, text in zip(batch, decoded, strict=True):
+            texts[i] = text
+    return texts
 
 
 def main() -> None:
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("--problems", type=int, default=32)
-    cli.add_argument("--max-new-tokens", type=int, default=64)
-    cli.add_argument("--batch-size", type=int, default=32)
+    cli = argparse.ArgumentParser(prog="python scripts/bench_generation.py", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    cli.add_argument("--params", default="params.yaml", help="the evaluation settings (default: %(default)s)")
+    cli.add_argument("--problems", type=int, default=64, help="problems per benchmark (default: %(default)s)")
     cli.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = cli.parse_args()
+    params = load_params(args.params)
+    config, names = params.evaluate, [n for n in params.data.benchmark_names if n in SUITES] or list(SUITES)
+    seconds, tokens, same, total = {"previous": 0.0, "now": 0.0}, {"previous": 0, "now": 0}, 0, 0
     with tempfile.TemporaryDirectory() as work:
-        model_dir = prepare_model("embedded", Path(work) / "model")
-        backend = TransformersBackend(model_dir, args.batch_size)
-        template, model = get_template("chat"), ModelConfig()
-        problems, _ = generate_problems(args.problems, 0, seed=0)
-        prompts = [template.render(p["problem"], model, backend.tokenizer) for p in problems]
-        tokens_per_second(backend, prompts[:2], 4)  # warm-up
-        backend.batch_size = 1
-        single, single_seconds = tokens_per_second(backend, prompts, args.max_new_tokens)
-        backend.batch_size = args.batch_size
-        batched, batched_seconds = tokens_per_second(backend, prompts, args.max_new_tokens)
+        backend = TransformersBackend(prepare_model("embedded", Path(work) / "model"), config.batch_size, config.stop)
+        template = get_template(params.model.template)
+        for name in names:
+            prompts = [
+                template.render(r["problem"], params.model, backend.tokenizer) for r in suite(name, args.problems, 0)
+            ]
+            runs = {
+                "previous": lambda p=prompts: previous_generate(backend, p, config.max_new_tokens),
+                "now": lambda p=prompts: [c[0] for c in backend.generate(p, Protocol(), config.max_new_tokens, 0)],
+            }
+            outputs = {}
+            for label, run in runs.items():
+                start = time.perf_counter()
+                outputs[label] = run()
+                seconds[label] += time.perf_counter() - start
+                count = lambda texts: sum(
+                    len(backend.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts
+                )  # noqa: E731
+                tokens[label] += count(outputs[label])
+            same += sum(a == b for a, b in zip(outputs["previous"], outputs["now"], strict=True))
+            total += len(prompts)
+    speed = {label: tokens[label] / seconds[label] for label in seconds}
     result = {
-        "problems": args.problems,
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        "one_at_a_time_tokens_per_s": round(single, 1),
-        "one_at_a_time_seconds": round(single_seconds, 1),
-        "batched_tokens_per_s": round(batched, 1),
-        "batched_seconds": round(batched_seconds, 1),
-        "ratio": round(batched / single, 2),
+        "benchmarks": names,
+        "problems_each": args.problems,
+        "max_new_tokens": config.max_new_tokens,
+        "batch_size": config.batch_size,
+        **{f"{label}_tokens_per_s": round(value, 1) for label, value in speed.items()},
+        **{f"{label}_seconds": round(value, 1) for label, value in seconds.items()},
+        "ratio": round(speed["now"] / speed["previous"], 2),
+        "identical_completions": f"{same} of {total}",
     }
     print(json.dumps(result, indent=2))
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -43,6 +43,10 @@ def previous_generate(backend: TransformersBackend, prompts: list[str], max_new_
     return texts
 
 
+def current_generate(backend: TransformersBackend, prompts: list[str], max_new_tokens: int) -> list[str]:
+    return [samples[0] for samples in backend.generate(prompts, Protocol(), max_new_tokens, 0)]
+
+
 def main() -> None:
     cli = argparse.ArgumentParser(prog="python scripts/bench_generation.py", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -60,14 +64,11 @@ def main() -> None:
             prompts = [
                 template.render(r["problem"], params.model, backend.tokenizer) for r in suite(name, args.problems, 0)
             ]
-            runs = {
-                "previous": lambda p=prompts: previous_generate(backend, p, config.max_new_tokens),
-                "now": lambda p=prompts: [c[0] for c in backend.generate(p, Protocol(), config.max_new_tokens, 0)],
-            }
+            runs = {"previous": previous_generate, "now": current_generate}
             outputs = {}
             for label, run in runs.items():
                 start = time.perf_counter()
-                outputs[label] = run()
+                outputs[label] = run(backend, prompts, config.max_new_tokens)
                 seconds[label] += time.perf_counter() - start
                 count = lambda texts: sum(
                     len(backend.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts

@@ -34,9 +34,9 @@ def previous_generate(backend: TransformersBackend, prompts: list[str], max_new_
         batch = order[start : start + backend.batch_size]
         encoded = backend.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                                     add_special_tokens=False)  # fmt: skip
+        options = {"pad_token_id": backend.tokenizer.pad_token_id, "eos_token_id": backend.stop_ids}
         with torch.inference_mode():
-            output = backend.model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
-                                            pad_token_id=backend.tokenizer.pad_token_id, eos_token_id=backend.stop_ids)  # fmt: skip
+            output = backend.model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False, **options)
         decoded = backend.tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(batch, decoded, strict=True):
             texts[i] = text
@@ -70,10 +70,7 @@ def main() -> None:
                 start = time.perf_counter()
                 outputs[label] = run(backend, prompts, config.max_new_tokens)
                 seconds[label] += time.perf_counter() - start
-                count = lambda texts: sum(
-                    len(backend.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts
-                )  # noqa: E731
-                tokens[label] += count(outputs[label])
+                tokens[label] += sum(len(backend.tokenizer(t)["input_ids"]) for t in outputs[label])
             same += sum(a == b for a, b in zip(outputs["previous"], outputs["now"], strict=True))
             total += len(prompts)
     speed = {label: tokens[label] / seconds[label] for label in seconds}

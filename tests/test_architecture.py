@@ -95,3 +95,19 @@ def test_the_stages_are_defined_once_and_dvc_yaml_follows_them():
         assert {p for p in declared if p != config.Paths().history_work} <= {
             w.split("/steps")[0].split("/samples")[0].split("/by_step")[0].split("/metrics")[0] for w in written
         } | written, stage.name
+
+
+def test_moved_modules_still_import_with_a_warning_naming_their_new_place():
+    import importlib
+    import sys
+
+    import pytest
+
+    sys.modules.pop("rlvr.registry", None)
+    with pytest.warns(DeprecationWarning, match="rlvr.registry is deprecated: import the catalogue from rlvr.datasets"):
+        registry = importlib.import_module("rlvr.registry")
+    assert registry.load is not None and "math500" in registry.BENCHMARKS
+    from rlvr import data
+
+    with pytest.warns(DeprecationWarning, match="rlvr.data.read_json is deprecated: use rlvr.files.read_json"):
+        assert data.read_json is not None

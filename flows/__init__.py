@@ -1,8 +1,27 @@
 """Prefect flows over the pipeline stages."""
 
+import logging
 import os
 
-# The library's log lines (loggers named rlvr.*) appear in the flow run's logs in the Prefect UI; set before
-# Prefect configures its logging, which it does when first imported.
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rlvr")
-os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # library code run outside a flow
+# Library code run outside a flow (a stage called directly) logs without a warning.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+from prefect.logging.configuration import ensure_logging_setup  # noqa: E402
+
+
+def _send_library_logs_to_prefect() -> None:
+    """The library's log lines (loggers named rlvr.*) appear in the flow run's logs in the Prefect UI.
+
+    Prefect copies its handlers to PREFECT_LOGGING_EXTRA_LOGGERS only when it first configures logging, which
+    may have happened before this package was imported; attaching them here works in either order.
+    """
+    ensure_logging_setup()
+    library = logging.getLogger("rlvr")
+    if library.level == logging.NOTSET:
+        library.setLevel(logging.INFO)  # progress lines; the root logger's default level would drop them
+    for handler in logging.getLogger("prefect.extra").handlers:
+        if handler not in library.handlers:
+            library.addHandler(handler)
+
+
+_send_library_logs_to_prefect()

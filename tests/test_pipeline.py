@@ -335,7 +335,9 @@ def test_prefect_flow_same_stages_and_outputs(dvc_project, tmp_path, monkeypatch
 
     async def logs():
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+        from prefect.logging.handlers import APILogHandler
 
+        await APILogHandler.aflush()  # log lines are sent in batches, in the background
         async with get_client() as client:
             flow_run = LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
             return [log.name for log in await client.read_logs(log_filter=LogFilter(flow_run_id=flow_run))]

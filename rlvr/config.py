@@ -23,7 +23,6 @@ __all__ = ["ConfigError", "InputError", "Params", "load_params", "parse_params"]
 TemplateName = Literal["chat", "qwen25-math-cot", "r1-distill", "paper-train", "plain"]
 GradingMode = Literal["strict", "lenient", "official"]
 SelectionMethod = Literal["std", "random", "lim", "pass_rate"]
-SuiteName = Literal["arith1", "units", "word1", "arith2", "word2"]
 BenchmarkName = Literal[
     "math500", "aime24", "aime25", "amc23", "minerva_math", "olympiadbench", "gsm8k", "arc_easy", "arc_challenge",
     "arith1", "units", "word1", "arith2", "word2",

@@ -52,10 +52,14 @@ class Template:
         return [{"role": "system", "content": s} for s in system] + [{"role": "user", "content": user}]
 
     def render(self, problem: str, model: ModelConfig, tokenizer) -> str:
-        """The prompt text the model sees (to be tokenized without adding special tokens)."""
+        """The prompt text the model sees (to be tokenized without adding special tokens).
+
+        A fixed text template starts with the tokenizer's beginning-of-text token where the tokenizer adds one
+        itself (Gemma, Llama): as TRL's trainers and vLLM tokenize a text prompt. Gemma without it degenerates.
+        """
         prompt = self.messages(problem, model)
         if isinstance(prompt, str):
-            return prompt
+            return leading_bos(tokenizer) + prompt
         return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
 
     def answer_text(self, completion: str) -> str:
@@ -64,6 +68,14 @@ class Template:
             return completion
         head, found, tail = completion.partition(THINK_END)
         return tail if found else ""
+
+
+def leading_bos(tokenizer) -> str:
+    """The beginning-of-text token the tokenizer puts before a text by itself, or "" where it puts none."""
+    bos = None if tokenizer is None else tokenizer.bos_token_id
+    if bos is None:
+        return ""
+    return tokenizer.bos_token if tokenizer("x")["input_ids"][:1] == [bos] else ""
 
 
 TEMPLATES: dict[str, Template] = {

@@ -53,3 +53,30 @@ def test_math500_reference_solutions_grade_as_correct(shared_data):
     for mode in ("strict", "official"):
         correct = sum(grade(raw[row["id"]]["solution"], row["answer"], mode, "math500") for row in rows)
         assert correct / len(rows) >= 0.99, f"{mode}: {correct} of {len(rows)}"
+
+
+def _character_tokenizer(adds_bos: bool):
+    """A real fast tokenizer (one token per character) that puts <bos> before a text by itself, or not."""
+    import string
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = {"<bos>": 0, "<eos>": 1} | {c: i + 2 for i, c in enumerate(string.printable)}
+    core = Tokenizer(models.WordLevel(vocabulary, unk_token="<eos>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    core.add_special_tokens(["<bos>", "<eos>"])
+    if adds_bos:
+        core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>")
+
+
+def test_a_text_template_starts_with_bos_where_the_tokenizer_adds_one_as_trl_and_vllm_tokenize_it():
+    plain = get_template("plain")
+    for adds_bos in (True, False):
+        tokenizer = _character_tokenizer(adds_bos)
+        rendered = plain.render("What is 2 plus 2?", ModelConfig(), tokenizer)
+        text = plain.messages("What is 2 plus 2?", ModelConfig())  # what TRL's trainer gets and tokenizes
+        assert rendered.startswith("<bos>Question: What is 2 plus 2?") == adds_bos
+        as_trained = tokenizer(text)["input_ids"]  # special tokens added, as TRL and vLLM do for a text
+        assert tokenizer(rendered, add_special_tokens=False)["input_ids"] == as_trained

@@ -471,9 +471,11 @@ def register_checkpoint(
         return None
     client = MlflowClient()
     location = str(Path(checkpoint).resolve())
+    parent = active.data.tags.get("mlflow.parentRunId")
     model = mlflow.create_external_model(
         name=f"checkpoint-{step}",
-        source_run_id=active.info.run_id,
+        # the pipeline run's: the runs table's Models column lists the models whose source run a row is
+        source_run_id=parent or active.info.run_id,
         tags={"rlvr.checkpoint": location},
         params={"step": str(step)},
         model_type="transformers",
@@ -482,8 +484,7 @@ def register_checkpoint(
     # repeat the run's own per-step series
     best = {f"best.{key}": float(value) for key, value in metrics.items()}
     mlflow.log_metrics(best, step=step, model_id=model.model_id)
-    parent = active.data.tags.get("mlflow.parentRunId")
-    if parent:  # the pipeline run's Model column
+    if parent:  # and its outputs (the Models column where MLflow reads them from there)
         client.log_outputs(parent, models=[_model_output(model.model_id, step)])
     score = float(metrics[key_metric])
     tags = {"step": str(step), key_metric: str(score), "rlvr.checkpoint": location}

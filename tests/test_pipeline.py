@@ -195,6 +195,8 @@ def _check_tracking(work: Path, params: dict, runner: str) -> None:
     parent = client.get_run(parent.info.run_id)  # the runs table's Dataset and Model columns of the pipeline run
     assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"pool", "test", *want["suites"]}
     assert parent.outputs and parent.outputs.model_outputs
+    model = client.get_logged_model(parent.outputs.model_outputs[0].model_id)
+    assert model.source_run_id == parent.info.run_id  # the runs table's Models column of the pipeline run
     # the registry's alias points to the best checkpoint
     best = client.get_model_version_by_alias(params["mlflow"]["experiment"], "best")
     assert best.tags["step"] == str(want["best"])
@@ -354,7 +356,12 @@ def test_report_over_two_runs_renders_in_chromium(dvc_project, tmp_path, tiny_mo
     params["select"]["ranks"] = "2"
     params["report"]["compare_experiments"] = [params["mlflow"]["experiment"]]
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["dvc", "repro"], work)
+    result = _run(["dvc", "repro"], work)
+    assert "Stage 'data' didn't change, skipping" in result.stdout
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name(params["mlflow"]["experiment"]).experiment_id
+    runs = client.search_runs([experiment_id], "tags.`rlvr.runner` = 'dvc'", order_by=["attributes.start_time DESC"])
+    assert {d.dataset.name for d in runs[0].inputs.dataset_inputs} >= {"pool", "test"}  # logged by the report stage
     out = work / params["paths"]["report_dir"]
     report = (out / "report.md").read_text()
     first, second = (

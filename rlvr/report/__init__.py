@@ -69,7 +69,18 @@ def run(params: Params, parent_id: str | None = None) -> Path:
         path = run_report(runs, paths.report_dir, config.headline_mode, config.step)
         tracking.log_artifact(paths.report_dir, "report")
         if parent:
+            _datasets_of_cached_data_stage(paths.data_manifest, parent)
             params_summary, metrics_summary = summary(params, this)
             tracking.log_params(params_summary, run_id=parent)
             tracking.log_metrics(metrics_summary, run_id=parent)
         return path
+
+
+def _datasets_of_cached_data_stage(manifest: str | Path, parent: str) -> None:
+    """The pipeline run's Dataset column where the data stage did not run in it (its outputs were up to date)."""
+    from mlflow.tracking import MlflowClient
+
+    from rlvr import tracking
+
+    if Path(manifest).exists() and not MlflowClient().get_run(parent).inputs.dataset_inputs:
+        tracking.log_datasets(read_json(manifest), "data", run_id=parent)

@@ -40,6 +40,7 @@ from rlvr.metrics import (
     self_reflects,
     summarise,
 )
+from rlvr.model import load_tokenizer
 from rlvr.rewards import GRADING_MODES, grade_answer, last_boxed
 from rlvr.templates import Template, get_template
 
@@ -123,13 +124,13 @@ def model_identity(model_dir: Path) -> str:
 
 
 def result_key(
-    model_dir: Path, rows: list[dict], model: ModelConfig, protocol: Protocol, config: EvaluateConfig
+    model_dir: Path, rows: list[dict], prompts: list[str], protocol: Protocol, config: EvaluateConfig
 ) -> str:
-    """Identifies one evaluation result: the model's weight files, the problems, the prompt, protocol and
-    settings; a stored result with the same key is reused instead of generated again."""
+    """Identifies one evaluation result: the model's weight files, the problems, the prompts as the model sees
+    them (so any change of template, its code or the tokenizer counts), protocol and settings; a stored result
+    with the same key is reused instead of generated again."""
     settings = [config.max_new_tokens, config.seed, config.backend, config.stop, GRADING_VERSION]
-    prompt = [model.template, model.system_prompt, model.instruction]
-    payload = [model_identity(model_dir), rows, prompt, asdict(protocol), settings]
+    payload = [model_identity(model_dir), rows, prompts, asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -209,11 +210,13 @@ def evaluate_model(
     out_dir, model_dir = Path(out_dir), Path(model_dir)
     template = get_template(model.template)
     data = data or load_benchmarks(benchmarks, config)
+    tokenizer = load_tokenizer(model_dir)
     backend, results = None, {}
     for bench in benchmarks:
         rows, protocol = data[bench.name], protocol_for(bench.dataset, config.protocols)
+        prompts = [template.render(r["problem"], model, tokenizer) for r in rows]
         metrics_path = out_dir / "steps" / f"step-{step}" / f"{bench.name}.json"
-        key = result_key(model_dir, rows, model, protocol, config)
+        key = result_key(model_dir, rows, prompts, protocol, config)
         previous = read_json(metrics_path) if metrics_path.is_file() else {}
         if previous.get("result_key") == key:
             logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
@@ -221,7 +224,6 @@ def evaluate_model(
             continue
         logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), protocol.num_samples)
         backend = backend or make_backend(config.backend, model_dir, config)
-        prompts = [template.render(r["problem"], model, backend.tokenizer) for r in rows]
         completions = backend.generate(prompts, protocol, config.max_new_tokens, config.seed)
         before = bounded.stats()
         samples = sample_records(rows, prompts, completions, bench.dataset, template, backend.tokenizer)

@@ -110,16 +110,24 @@ def prepare_model(source: str, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def load_tokenizer(model_dir: str | Path):
+    """The tokenizer of a transformers (or adapter) directory, left-padded as batched generation needs."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_policy(model_dir: str | Path):
     """Model and tokenizer from a transformers directory (left padding, as batched generation needs); a LoRA
     adapter directory (``adapter_config.json``) is loaded on its base model and merged."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model_dir = Path(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model_dir)
     if (model_dir / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 

@@ -47,6 +47,18 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     assert (out / "samples" / "step-0" / "test.jsonl").stat().st_mtime_ns == written
     assert [r["step"] for r in rows] == [0, 5]
     assert json.loads((out / "metrics.json").read_text())["best"]["step"] == 5
+    # the prompts the model sees are part of the result key: a change of the template's text (its code, the
+    # tokenizer's chat template) evaluates again, though the params are the same
+    caplog.clear()
+    chat_template = tiny_model / "chat_template.jinja"
+    original = chat_template.read_text()
+    try:
+        chat_template.write_text(original.replace("<|im_start|>assistant", "<|im_start|>assistant "))
+        with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
+            run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out)
+    finally:
+        chat_template.write_text(original)
+    assert "step 0, test: 50 problems x 1 samples" in caplog.text
 
 
 def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, tiny_model):

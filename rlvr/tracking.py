@@ -443,6 +443,23 @@ def log_datasets(manifest: Mapping[str, Mapping[str, Any]], context: str, run_id
         logger.warning("could not log datasets to MLflow: %s", error)
 
 
+RUNS_VIEW = "rlvr"  # open the runs table as #/experiments/<id>/runs?viewStateShareKey=rlvr
+
+
+def share_runs_view(run_id: str, param_keys: list[str], metric_keys: list[str]) -> None:
+    """A shared view of the experiment's runs table with these params and metrics of the pipeline runs as its
+    columns, newest first. (The MLflow UI reads a shared view from the experiment tag
+    ``mlflow.sharedViewState.<key>``, JSON of the table's state, for the URL parameter ``viewStateShareKey``.)"""
+    columns = [f"params.`{key}`" for key in param_keys] + [f"metrics.`{key}`" for key in metric_keys]
+    state = {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    try:
+        client = MlflowClient()
+        experiment_id = client.get_run(run_id).info.experiment_id
+        client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW}", json.dumps(state))
+    except Exception as error:  # noqa: BLE001 - a view of the UI; the runs hold the values anyway
+        logger.warning("could not save the runs table view in MLflow: %s", error)
+
+
 def log_table(rows: list[dict], artifact_file: str, run_id: str | None = None) -> None:
     """Rows as an MLflow table artifact (browsable in the run's artifacts and the evaluation view)."""
     run_id = run_id or _active_id()

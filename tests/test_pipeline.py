@@ -187,6 +187,8 @@ def _check_tracking(work: Path, params: dict, runner: str) -> None:
     assert summary.metrics["best.average.accuracy_strict"] == pytest.approx(want["by_step"][want["best"]]["average"])
     assert summary.metrics["base.average.accuracy_strict"] == pytest.approx(want["by_step"][0]["average"])
     assert summary.tags["mlflow.source.name"] == runner  # the runs table's Source column
+    view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.rlvr"])
+    assert {"params.`rlvr.learning_rate`", "metrics.`best.step`"} <= set(view["selectedColumns"])  # its columns
     tables = [a.path for a in client.list_artifacts(evaluate.info.run_id, "samples/step-1")]
     assert f"samples/step-1/{next(iter(want['suites']))}.json" in tables  # evaluation samples as MLflow tables
     assert any(key.startswith("system/") for key in train.data.metrics)  # system metrics of the training

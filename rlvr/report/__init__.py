@@ -73,6 +73,7 @@ def run(params: Params, parent_id: str | None = None) -> Path:
             params_summary, metrics_summary = summary(params, this)
             tracking.log_params(params_summary, run_id=parent)
             tracking.log_metrics(metrics_summary, run_id=parent)
+            tracking.share_runs_view(parent, sorted(params_summary), sorted(metrics_summary))
         return path
 
 

@@ -332,6 +332,11 @@ class EvaluateConfig(Section):
     )
     max_new_tokens: int = Field(128, ge=1, description="tokens per answer")
     batch_size: int = Field(32, ge=1, description="sequences generated together (transformers backend)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="compute precision: auto is bfloat16 on a GPU or a CPU with native bfloat16 (as vLLM evaluates "
+        "the paper's models), else float32",
+    )
     limit: int | None = Field(None, ge=1, description="only the first N problems of each benchmark")
     seed: int = Field(0, description="sampling seed")
     protocols: dict[str, ProtocolOverride] = Field(

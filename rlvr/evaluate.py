@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rlvr import tracking
-from rlvr.backends import make_backend
+from rlvr.backends import compute_dtype, make_backend
 from rlvr.checkpoints import MARKER, checkpoints, is_finished
 from rlvr.config import EvaluateConfig, ModelConfig, Params
 from rlvr.errors import InputError
@@ -129,7 +129,8 @@ def result_key(
     """Identifies one evaluation result: the model's weight files, the problems, the prompts as the model sees
     them (so any change of template, its code or the tokenizer counts), protocol and settings; a stored result
     with the same key is reused instead of generated again."""
-    settings = [config.max_new_tokens, config.seed, config.backend, config.stop, GRADING_VERSION]
+    dtype = compute_dtype(config.dtype, config.backend)
+    settings = [config.max_new_tokens, config.seed, config.backend, config.stop, dtype, GRADING_VERSION]
     payload = [model_identity(model_dir), rows, prompts, asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -229,6 +230,7 @@ def evaluate_model(
         samples = sample_records(rows, prompts, completions, bench.dataset, template, backend.tokenizer)
         after = bounded.stats()
         metrics = {"step": step, "benchmark": bench.name, "dataset": bench.dataset, "protocol": asdict(protocol)}
+        metrics["dtype"] = compute_dtype(config.dtype, config.backend)
         metrics |= benchmark_metrics(samples)
         metrics |= {f"grading_{key}": after[key] - before[key] for key in ("refused", "timeouts")}
         metrics["result_key"] = key

@@ -1,11 +1,14 @@
 """Benchmark: the transformers backend against the previous one (``model.generate`` on length-sorted batches,
-every row computed until its batch's longest answer ends), same prompts, same model, same run.
+every row computed until its batch's longest answer ends, float32), same prompts, same model, same run.
 
     python scripts/bench_generation.py [--params params.yaml] [--problems 64] [--out FILE]
 
 The workload is the evaluation of the params file's benchmarks (greedy, its ``max_new_tokens`` and
-``batch_size``, one generation call per benchmark) with the embedded model. Prints, and writes as JSON, the
-generated tokens per second of each and their ratio, and how many completions are identical (greedy: all).
+``batch_size``, one generation call per benchmark) with the embedded model, generated three ways: ``previous``,
+``now_float32`` (the backend in float32: the pruning of finished sequences alone) and ``now`` (the backend in the
+params' ``evaluate.dtype``, ``auto`` resolved on this machine). Prints, and writes as JSON, the generated tokens
+per second of each, their ratios to ``previous``, how many completions are identical to ``previous``'s, and each
+one's accuracy (official grading) with its 95% interval: what a lower precision costs, if anything.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from rlvr.backends import TransformersBackend
+from rlvr.backends import TransformersBackend, compute_dtype
 from rlvr.config import load_params
+from rlvr.evaluate import grade_sample
 from rlvr.generator import SUITES, suite
-from rlvr.metrics import Protocol
+from rlvr.metrics import Protocol, wilson_interval
 from rlvr.model import prepare_model
 from rlvr.templates import get_template
 
@@ -56,38 +60,55 @@ def main() -> None:
     args = cli.parse_args()
     params = load_params(args.params)
     config, names = params.evaluate, [n for n in params.data.benchmark_names if n in SUITES] or list(SUITES)
-    seconds, tokens, same, total = {"previous": 0.0, "now": 0.0}, {"previous": 0, "now": 0}, 0, 0
+    dtype = compute_dtype(config.dtype)
+    labels = ("previous", "now_float32", "now")
+    seconds, tokens, same, correct = ({label: 0 for label in labels} for _ in range(4))
+    total = 0
     with tempfile.TemporaryDirectory() as work:
-        backend = TransformersBackend(prepare_model("embedded", Path(work) / "model"), config.batch_size, config.stop)
+        model_dir = prepare_model("embedded", Path(work) / "model")
+        backends = {
+            "previous": TransformersBackend(model_dir, config.batch_size, config.stop, "float32"),
+            "now_float32": TransformersBackend(model_dir, config.batch_size, config.stop, "float32"),
+            "now": TransformersBackend(model_dir, config.batch_size, config.stop, dtype),
+        }
+        runs = {"previous": previous_generate, "now_float32": current_generate, "now": current_generate}
         template = get_template(params.model.template)
+        tokenizer = backends["now"].tokenizer
         for name in names:
-            prompts = [
-                template.render(r["problem"], params.model, backend.tokenizer) for r in suite(name, args.problems, 0)
-            ]
-            runs = {"previous": previous_generate, "now": current_generate}
+            rows = suite(name, args.problems, 0)
+            prompts = [template.render(r["problem"], params.model, tokenizer) for r in rows]
             outputs = {}
-            for label, run in runs.items():
+            for label in labels:
                 start = time.perf_counter()
-                outputs[label] = run(backend, prompts, config.max_new_tokens)
+                outputs[label] = runs[label](backends[label], prompts, config.max_new_tokens)
                 seconds[label] += time.perf_counter() - start
-                tokens[label] += sum(len(backend.tokenizer(t)["input_ids"]) for t in outputs[label])
-            same += sum(a == b for a, b in zip(outputs["previous"], outputs["now"], strict=True))
+                tokens[label] += sum(len(tokenizer(t)["input_ids"]) for t in outputs[label])
+                same[label] += sum(a == b for a, b in zip(outputs["previous"], outputs[label], strict=True))
+                for text, row in zip(outputs[label], rows, strict=True):
+                    correct[label] += grade_sample(text, row["answer"], template, name)["correct_official"]
             total += len(prompts)
-    speed = {label: tokens[label] / seconds[label] for label in seconds}
+    speed = {label: tokens[label] / seconds[label] for label in labels}
     result = {
         "benchmarks": names,
         "problems_each": args.problems,
         "max_new_tokens": config.max_new_tokens,
         "batch_size": config.batch_size,
-        **{f"{label}_tokens_per_s": round(value, 1) for label, value in speed.items()},
-        **{f"{label}_seconds": round(value, 1) for label, value in seconds.items()},
-        "ratio": round(speed["now"] / speed["previous"], 2),
-        "identical_completions": f"{same} of {total}",
+        "now_dtype": dtype,
+        **{f"{label}_tokens_per_s": round(speed[label], 1) for label in labels},
+        **{f"{label}_seconds": round(seconds[label], 1) for label in labels},
+        **{f"ratio_{label}": round(speed[label] / speed["previous"], 2) for label in labels[1:]},
+        **{f"identical_to_previous_{label}": f"{same[label]} of {total}" for label in labels[1:]},
+        **{f"accuracy_{label}": _accuracy(correct[label], total) for label in labels},
     }
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _accuracy(correct: int, total: int) -> str:
+    low, high = wilson_interval(correct, total)
+    return f"{100 * correct / total:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({correct} of {total})"
 
 
 if __name__ == "__main__":

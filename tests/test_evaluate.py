@@ -59,6 +59,13 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     finally:
         chat_template.write_text(original)
     assert "step 0, test: 50 problems x 1 samples" in caplog.text
+    # so is the precision: a float32 result is not reused for bfloat16
+    caplog.clear()
+    for dtype in ("float32", "bfloat16"):
+        with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
+            run_evaluate(config.model_copy(update={"dtype": dtype}), ModelConfig(), tiny_model, train_dir, suite, out)
+        assert read_json(out / "steps" / "step-0" / "test.json")["dtype"] == dtype
+    assert caplog.text.count("step 0, test: 50 problems x 1 samples") == 2
 
 
 def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, tiny_model):

@@ -1,6 +1,7 @@
 import pytest
 
-from rlvr.backends import vllm_sampling_kwargs
+from rlvr import backends
+from rlvr.backends import compute_dtype, vllm_sampling_kwargs
 from rlvr.metrics import (
     Protocol,
     breakdown,
@@ -79,6 +80,19 @@ def test_vllm_sampling_arguments():
     greedy = vllm_sampling_kwargs(Protocol(), 10, 0, ["</s>", "<|im_end|>"], [151643, 151645])
     assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0
     assert greedy["stop"] == ["</s>", "<|im_end|>"] and greedy["stop_token_ids"] == [151643, 151645]
+
+
+def test_auto_precision_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch):
+    import torch
+
+    assert compute_dtype("float32") == "float32" and compute_dtype("bfloat16") == "bfloat16"
+    assert compute_dtype("auto", "vllm") == "auto"  # vLLM resolves its own
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda native=native: native)
+        assert compute_dtype("auto") == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert compute_dtype("auto") == "bfloat16"
 
 
 def test_flat_metric_names_are_valid_mlflow_names():

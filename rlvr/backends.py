@@ -110,15 +110,26 @@ class TransformersBackend:
         return output.logits[:, -1, :]
 
     def _prefill(self, prompts: list[list[int]]) -> tuple:
-        """Cache, attention mask, last positions and next-token logits of left-padded ``prompts``."""
+        """Cache, attention mask, last positions and next-token logits of ``prompts``. Their common beginning (a
+        chat template's system turn, or one prompt's samples) is computed once and shared; each prompt's rest is
+        left-padded after it (padding masked, positions contiguous)."""
+        import os
+
         import torch
         from transformers import DynamicCache
 
-        device, pad, width = self.model.device, self.tokenizer.pad_token_id, max(map(len, prompts))
-        tokens = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        device, pad, cache = self.model.device, self.tokenizer.pad_token_id, DynamicCache()
+        shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)  # each keeps a token of its own
+        if shared > 0:
+            self.model(
+                input_ids=torch.tensor([prompts[0][:shared]], device=device), past_key_values=cache, logits_to_keep=1
+            )
+            cache.batch_repeat_interleave(len(prompts))
+        rests = [prompt[shared:] for prompt in prompts]
+        width = max(map(len, rests))
+        tokens = torch.tensor([[pad] * (width - len(r)) + r for r in rests], device=device)
+        attention = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rests], device=device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         return cache, attention, positions[:, -1], self._forward(tokens, attention, positions, cache)
 
     def _decode(self, prompts: list[list[int]], protocol: Protocol, max_new_tokens: int, generator) -> list[str]:

@@ -1,7 +1,7 @@
 """Benchmark: the transformers backend against the previous one (``model.generate`` on length-sorted batches,
 every row computed until its batch's longest answer ends, float32), same prompts, same model, same run.
 
-    python scripts/bench_generation.py [--params params.yaml] [--problems 64] [--out FILE]
+    python scripts/bench_generation.py [--params params.yaml] [--problems N] [--out FILE]
 
 The workload is the evaluation of the params file's benchmarks (greedy, its ``max_new_tokens`` and
 ``batch_size``, one generation call per benchmark) with the embedded model, generated three ways: ``previous``,
@@ -55,12 +55,12 @@ def main() -> None:
     cli = argparse.ArgumentParser(prog="python scripts/bench_generation.py", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     cli.add_argument("--params", default="params.yaml", help="the evaluation settings (default: %(default)s)")
-    cli.add_argument("--problems", type=int, default=64, help="problems per benchmark (default: %(default)s)")
+    cli.add_argument("--problems", type=int, help="problems per benchmark (default: the params' data.suite_size)")
     cli.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = cli.parse_args()
     params = load_params(args.params)
     config, names = params.evaluate, [n for n in params.data.benchmark_names if n in SUITES] or list(SUITES)
-    dtype = compute_dtype(config.dtype)
+    dtype, problems = compute_dtype(config.dtype), args.problems or params.data.suite_size
     labels = ("previous", "now_float32", "now")
     seconds, tokens, same, correct = ({label: 0 for label in labels} for _ in range(4))
     total = 0
@@ -75,7 +75,7 @@ def main() -> None:
         template = get_template(params.model.template)
         tokenizer = backends["now"].tokenizer
         for name in names:
-            rows = suite(name, args.problems, 0)
+            rows = suite(name, problems, 0)
             prompts = [template.render(r["problem"], params.model, tokenizer) for r in rows]
             outputs = {}
             for label in labels:
@@ -90,7 +90,7 @@ def main() -> None:
     speed = {label: tokens[label] / seconds[label] for label in labels}
     result = {
         "benchmarks": names,
-        "problems_each": args.problems,
+        "problems_each": problems,
         "max_new_tokens": config.max_new_tokens,
         "batch_size": config.batch_size,
         "now_dtype": dtype,

@@ -48,7 +48,7 @@ def _env(work: Path) -> dict[str, str]:
     git = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in GIT_USER.items()}
     path = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     data = str(work / "outputs" / "data" / "**" / "*.jsonl")
-    fast = {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}  # the smoke stages last seconds
+    fast = {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"}  # the smoke stages last a second or two
     return {
         **env,
         **git,

@@ -80,6 +80,33 @@ def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, ti
     assert row["average.accuracy_strict"] == metrics["accuracy_strict"]
 
 
+def test_the_backend_generates_what_model_generate_gives_each_prompt_alone(embedded_model):
+    """Greedy in float32: batched, the prompts' common chat-template beginning computed once for the batch, rows
+    dropped as they end, and yet each completion is the one ``model.generate`` gives its prompt alone."""
+    import torch
+
+    from rlvr.backends import TransformersBackend
+    from rlvr.metrics import Protocol
+    from rlvr.templates import get_template
+
+    backend = TransformersBackend(embedded_model, 3, [], "float32")
+    problems = ["What is 7 times 8?", "Lena has 50 cards and gets 2 more. How many?", "2+2?", "What is 12 / 3?"]
+    prompts = [get_template("chat").render(p, ModelConfig(), backend.tokenizer) for p in problems]
+    shapes = []
+    backend.model.register_forward_pre_hook(
+        lambda _, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    completions = [samples[0] for samples in backend.generate(prompts, Protocol(), 12, 0)]
+    assert shapes[0][0] == 1 and shapes[0][1] > 10  # the first batch's common beginning, once
+    assert shapes[1][0] == 3 and shapes[1][1] < min(len(backend.tokenizer(p)["input_ids"]) for p in prompts[:3])
+    options = {"do_sample": False, "eos_token_id": backend.stop_ids, "pad_token_id": backend.tokenizer.pad_token_id}
+    for prompt, completion in zip(prompts, completions, strict=True):
+        encoded = backend.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+        with torch.inference_mode():
+            alone = backend.model.generate(**encoded, max_new_tokens=12, **options)[0, encoded["input_ids"].shape[1] :]
+        assert completion == backend.tokenizer.decode(alone, skip_special_tokens=True)
+
+
 def test_the_transformers_backend_stops_at_a_stop_string(embedded_model):
     """On the embedded model (a random tiny model would not write the text to stop at): greedy, the answer to
     "What is 7 times 8?" contains "=", and with "=" as a stop string it ends just before it."""

@@ -6,7 +6,15 @@ import pytest
 from conftest import require
 
 from rlvr.report import run_report
-from rlvr.report.tables import accuracy_table, gains_table, load_reference, modes_table, paper_table, reference_for
+from rlvr.report.tables import (
+    accuracy_table,
+    finding,
+    gains_table,
+    load_reference,
+    modes_table,
+    paper_table,
+    reference_for,
+)
 from rlvr.runs import RunResult, evals_from_rows, paper_setting
 
 ORDER = ["math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25", "average"]
@@ -63,12 +71,13 @@ def test_post_saturation_gain():
     assert _run("b", train={10: 0.5}).post_saturation("strict") == (None, None)
 
 
-def _measured_run() -> RunResult:
-    """Two suites, base and two checkpoints: arith's gain at step 10 (the best) significant, words' not."""
+def _measured_run(words_at_10: tuple[float, float] = (0.33, 0.62)) -> RunResult:
+    """Two suites, base and two checkpoints: arith's gain at step 10 (the best) significant, words' not (or the
+    ``words_at_10`` accuracy and p-value)."""
     rows = []
     for step, (arith, words, p_arith, p_words) in {
         0: (0.20, 0.30, None, None),
-        10: (0.45, 0.33, 0.0004, 0.62),
+        10: (0.45, words_at_10[0], 0.0004, words_at_10[1]),
         20: (0.40, 0.31, 0.003, 0.88),
     }.items():
         row = {"step": step}
@@ -103,3 +112,10 @@ def test_report_shows_intervals_gains_and_which_are_significant(tmp_path):
     assert "Gains significant at 0.05: arith1 +25.0 (p < 0.001); not significant: word2 +3.0 (p 0.620)" in findings
     assert "| smollm2 · gen-3 | 10 | 45.0 ± 7.0 | 33.0 ± 7.0 | 39.0 ± 5.0 |" in report
     assert (tmp_path / "run-1-accuracy.png").stat().st_size > 5000
+
+
+def test_a_significant_loss_is_named_as_one_not_as_not_significant():
+    line = finding(_measured_run(words_at_10=(0.27, 0.04)), "strict")
+    assert "at step 10" in line
+    expected = "Gains significant at 0.05: arith1 +25.0 (p < 0.001); losses significant at 0.05: word2 -3.0 (p 0.040);"
+    assert f"{expected} not significant: none." in line

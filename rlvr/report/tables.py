@@ -129,7 +129,8 @@ def paper_table(runs: list[RunResult], reference: list[dict], mode: str = PAPER_
 
 def finding(run: RunResult, mode: str) -> str:
     """One run's findings line: average base -> best with intervals, which benchmark gains are significant at
-    ``ALPHA`` and which are not, and the saturation of the training example."""
+    ``ALPHA``, which losses are (named only where there are some), which changes are not, and the saturation of
+    the training example."""
     best = run.best_step(mode)
     base, top = run.accuracy(0, "average", mode), run.accuracy(best, "average", mode)
     change = (
@@ -137,16 +138,20 @@ def finding(run: RunResult, mode: str) -> str:
         if top is None or base is None
         else f"{with_interval(base)} → {with_interval(top)} at step {best}"
     )
-    significant, not_significant = [], []
+    significant, losses, not_significant = [], [], []
     for name in run.benchmarks:
         if (paired := run.paired(best, name, mode)) is not None:
             gain, p_value = paired
             text = f"{name} {100 * gain:+.1f} (p {p_text(p_value)})"
-            (significant if p_value < ALPHA and gain > 0 else not_significant).append(text)
+            if p_value >= ALPHA or gain == 0:
+                not_significant.append(text)
+            else:
+                (significant if gain > 0 else losses).append(text)
     tests = ""
-    if significant or not_significant:
+    if significant or losses or not_significant:
+        lost = f"losses significant at {ALPHA}: {', '.join(losses)}; " if losses else ""
         tests = (
-            f" Gains significant at {ALPHA}: {', '.join(significant) or 'none'}; "
+            f" Gains significant at {ALPHA}: {', '.join(significant) or 'none'}; {lost}"
             f"not significant: {', '.join(not_significant) or 'none'}."
         )
     saturated, gain = run.post_saturation(mode)

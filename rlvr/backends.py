@@ -8,6 +8,7 @@ module is cheap to import (the config validates backend names against it).
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ def _generation_config(model_dir: str | Path):
         return None
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX, as Linux lists them); elsewhere False."""
     try:

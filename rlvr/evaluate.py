@@ -211,7 +211,7 @@ def evaluate_model(
     out_dir, model_dir = Path(out_dir), Path(model_dir)
     template = get_template(model.template)
     data = data or load_benchmarks(benchmarks, config)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer, dtype = load_tokenizer(model_dir), compute_dtype(config.dtype, config.backend)
     backend, results = None, {}
     for bench in benchmarks:
         rows, protocol = data[bench.name], protocol_for(bench.dataset, config.protocols)
@@ -230,7 +230,7 @@ def evaluate_model(
         samples = sample_records(rows, prompts, completions, bench.dataset, template, backend.tokenizer)
         after = bounded.stats()
         metrics = {"step": step, "benchmark": bench.name, "dataset": bench.dataset, "protocol": asdict(protocol)}
-        metrics["dtype"] = compute_dtype(config.dtype, config.backend)
+        metrics["dtype"] = dtype
         metrics |= benchmark_metrics(samples)
         metrics |= {f"grading_{key}": after[key] - before[key] for key in ("refused", "timeouts")}
         metrics["result_key"] = key

@@ -5,10 +5,11 @@ every row computed until its batch's longest answer ends, float32), same prompts
 
 The workload is the evaluation of the params file's benchmarks (greedy, its ``max_new_tokens`` and
 ``batch_size``, one generation call per benchmark) with the embedded model, generated three ways: ``previous``,
-``now_float32`` (the backend in float32: the pruning of finished sequences alone) and ``now`` (the backend in the
-params' ``evaluate.dtype``, ``auto`` resolved on this machine). Prints, and writes as JSON, the generated tokens
-per second of each, their ratios to ``previous``, how many completions are identical to ``previous``'s, and each
-one's accuracy (official grading) with its 95% interval: what a lower precision costs, if anything.
+``now_float32`` (the backend in float32: its shared prompt beginnings and pruning of finished sequences alone)
+and ``now`` (the backend in the params' ``evaluate.dtype``, ``auto`` resolved on this machine). Prints, and
+writes as JSON, the generated tokens per second of each, their ratios to ``previous``, how many completions are
+identical to ``previous``'s, and each one's accuracy (official grading) with its 95% interval: what a lower
+precision costs, if anything.
 """
 
 from __future__ import annotations
@@ -66,14 +67,12 @@ def main() -> None:
     total = 0
     with tempfile.TemporaryDirectory() as work:
         model_dir = prepare_model("embedded", Path(work) / "model")
-        backends = {
-            "previous": TransformersBackend(model_dir, config.batch_size, config.stop, "float32"),
-            "now_float32": TransformersBackend(model_dir, config.batch_size, config.stop, "float32"),
-            "now": TransformersBackend(model_dir, config.batch_size, config.stop, dtype),
-        }
+        float32 = TransformersBackend(model_dir, config.batch_size, config.stop, "float32")
+        now = TransformersBackend(model_dir, config.batch_size, config.stop, dtype)
+        backends = {"previous": float32, "now_float32": float32, "now": now}
         runs = {"previous": previous_generate, "now_float32": current_generate, "now": current_generate}
         template = get_template(params.model.template)
-        tokenizer = backends["now"].tokenizer
+        tokenizer = now.tokenizer
         for name in names:
             rows = suite(name, problems, 0)
             prompts = [template.render(r["problem"], params.model, tokenizer) for r in rows]

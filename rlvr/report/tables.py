@@ -143,7 +143,7 @@ def finding(run: RunResult, mode: str) -> str:
         if (paired := run.paired(best, name, mode)) is not None:
             gain, p_value = paired
             text = f"{name} {100 * gain:+.1f} (p {p_text(p_value)})"
-            if p_value >= ALPHA or gain == 0:
+            if p_value >= ALPHA:
                 not_significant.append(text)
             else:
                 (significant if gain > 0 else losses).append(text)

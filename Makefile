@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: setup setup-gemma run run-families flow test test-fast test-all browser bench lint deps mlflow-ui gpu-wheels clean
+.PHONY: setup setup-gemma run run-families flow test test-fast test-rehearsal test-all browser bench lint deps mlflow-ui gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,13 @@ run-families: setup-gemma
 flow: setup
 	$(BIN)/python -m flows.experiment --params params.yaml
 
-# Tiers: fast (no model generation or training), test = fast + integration (what CI runs), all = + slow.
+# Tiers: fast (no model generation or training), test = fast + integration + rehearsal (what CI runs), all = + slow.
 test-fast: setup
-	$(PYTEST) -m "not integration and not slow and not gpu"
+	$(PYTEST) -m "not integration and not rehearsal and not slow and not gpu"
+
+# Every paper preset end to end in miniature on CPU (also part of make test).
+test-rehearsal: setup
+	$(PYTEST) -m rehearsal
 
 test: setup browser
 	$(PYTEST) -m "not slow and not gpu"

@@ -2,20 +2,66 @@
 
 - ``transformers``: CPU or GPU, batched with left padding, prompts of similar length batched together.
 - ``vllm``: GPU only, tensor parallel; a thin adapter (vLLM is imported only when it is used).
-Both return, per prompt, ``num_samples`` completion texts. Heavy libraries are imported inside, so this
-module is cheap to import (the config validates backend names against it).
+Both return, per prompt, ``num_samples`` :class:`Completion` (its text, and whether the token budget cut it).
+Heavy libraries are imported inside, so this module is cheap to import (the config validates backend names
+against it).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlvr.metrics import Protocol
+from rlvr.metrics import Protocol, loops
 
 BACKENDS = ("transformers", "vllm")
+
+
+FINISHES = ("stop", "length", "loop")  # an end token or stop string; the token budget; the loop stop
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated sample: its text (ending before a stop string), the tokens generated, and how it ended
+    (``finish``): ``stop`` (an end-of-text token or a stop string), ``length`` (the token budget, so the answer may
+    be unfinished: ``cut``) or ``loop`` (the loop stop, see :func:`loop_stop_point`)."""
+
+    text: str
+    tokens: int
+    finish: str = "stop"
+
+    @property
+    def cut(self) -> bool:
+        return self.finish == "length"
+
+
+def as_completion(sample: Completion | str, tokenizer, max_new_tokens: int) -> Completion:
+    """A backend's sample as a :class:`Completion`. A backend of one's own may return plain text: it counts as
+    cut when it re-tokenizes to ``max_new_tokens`` tokens or more (the built-in backends know it exactly)."""
+    if isinstance(sample, Completion):
+        return sample
+    tokens = len(tokenizer(sample, add_special_tokens=False)["input_ids"])
+    return Completion(sample, tokens, "length" if tokens >= max_new_tokens else "stop")
+
+
+LOOP_CHECK_EVERY = 16  # tokens between two looks for a loop
+LOOP_WINDOW = 256  # the tokens looked at: enough for 4 repeats of the longest block ends_in_loop finds
+
+
+def ends_looping(tokens: list[int], decode) -> bool:
+    """The loop stop's rule, looked at when the generated ``tokens`` are a multiple of ``LOOP_CHECK_EVERY`` long:
+    their last ``LOOP_WINDOW`` decoded end in a loop (:func:`rlvr.metrics.loops`: numbers masked, so "Step 23: ...
+    Step 24: ..." counts). One rule for both backends: transformers stops there, vLLM's output is cut there."""
+    return len(tokens) % LOOP_CHECK_EVERY == 0 and loops(decode(tokens[-LOOP_WINDOW:]))
+
+
+def loop_stop_point(tokens: list[int], decode) -> int | None:
+    """How many of ``tokens`` the loop stop keeps (None: it does not fire)."""
+    ends = range(LOOP_CHECK_EVERY, len(tokens) + 1, LOOP_CHECK_EVERY)
+    return next((end for end in ends if ends_looping(tokens[:end], decode)), None)
 
 
 def stop_token_ids(tokenizer, generation_config, stop: list[str]) -> list[int]:
@@ -76,7 +122,14 @@ class TransformersBackend:
     batching does prune, but measured slower on CPU (55 vs 130 tokens/s, SmolLM2-135M, 2 cores).
     """
 
-    def __init__(self, model_dir: str | Path, batch_size: int, stop: list[str] = (), dtype: str = "auto") -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        batch_size: int,
+        stop: list[str] = (),
+        dtype: str = "auto",
+        loop_stop: bool = False,
+    ) -> None:
         import torch
 
         from rlvr.model import load_policy
@@ -90,8 +143,11 @@ class TransformersBackend:
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config, self.stop)
         vocabulary = self.tokenizer.get_vocab()
         self.text_stops = [text for text in self.stop if text not in vocabulary]  # the others are stop ids
+        self.loop_stop = loop_stop
 
-    def generate(self, prompts: list[str], protocol: Protocol, max_new_tokens: int, seed: int) -> list[list[str]]:
+    def generate(
+        self, prompts: list[str], protocol: Protocol, max_new_tokens: int, seed: int
+    ) -> list[list[Completion]]:
         import torch
 
         generator = torch.Generator(device=self.model.device).manual_seed(seed)
@@ -134,10 +190,11 @@ class TransformersBackend:
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         return cache, attention, positions[:, -1], self._forward(tokens, attention, positions, cache)
 
-    def _decode(self, prompts: list[list[int]], protocol: Protocol, max_new_tokens: int, generator) -> list[str]:
+    def _decode(self, prompts: list[list[int]], protocol: Protocol, max_new_tokens: int, generator) -> list[Completion]:
         """Decode the prompts ``batch_size`` at a time with a key/value cache; a sequence that ends leaves the
-        batch (and the cache) at once. Returns the texts, cut before a stop string. (Refilling the freed places
-        with the next prompts measured no faster on CPU: the joined caches cost what the fuller batches save.)"""
+        batch (and the cache) at once. Returns the completions, texts cut before a stop string. (Refilling the
+        freed places with the next prompts measured no faster on CPU: the joined caches cost what the fuller batches
+        save.)"""
         import torch
         from tqdm import tqdm
         from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
@@ -147,6 +204,8 @@ class TransformersBackend:
         warpers = [TemperatureLogitsWarper(protocol.temperature), TopPLogitsWarper(protocol.top_p)] if sampling else []
         stop_ids = torch.tensor(self.stop_ids, device=device)
         generated: list[list[int]] = [[] for _ in prompts]
+        finish = ["stop"] * len(prompts)  # or "length" (the budget reached), "loop" (the loop stop)
+        decode = functools.partial(self.tokenizer.decode, skip_special_tokens=True)
         pending, batch, rows = 0, None, torch.empty(0, dtype=torch.long, device=device)
         progress = tqdm(total=len(prompts), desc="generate", unit="sequence", leave=False, mininterval=10)
         with torch.inference_mode():
@@ -168,11 +227,12 @@ class TransformersBackend:
                     if ended[index]:
                         continue
                     generated[row].append(token)
-                    if len(generated[row]) >= max_new_tokens:
-                        ended[index] = True
-                    elif self.text_stops:  # a stop string that is not one token: look at the text's end
-                        tail = self.tokenizer.decode(generated[row][-16:], skip_special_tokens=True)
-                        ended[index] = any(text in tail for text in self.text_stops)
+                    if self.text_stops:  # a stop string that is not one token: look at the text's end
+                        ended[index] = any(text in decode(generated[row][-16:]) for text in self.text_stops)
+                    if not ended[index] and self.loop_stop and ends_looping(generated[row], decode):
+                        ended[index], finish[row] = True, "loop"
+                    if not ended[index] and len(generated[row]) >= max_new_tokens:
+                        ended[index], finish[row] = True, "length"
                 keep = ~torch.tensor(ended, device=device)
                 progress.update(len(ended) - int(keep.sum()))
                 if not bool(keep.all()):
@@ -191,7 +251,10 @@ class TransformersBackend:
                 )
         progress.close()
         decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
-        return [cut_at_stop(text, self.stop) for text in decoded]
+        return [
+            Completion(cut_at_stop(text, self.stop), len(tokens), end)
+            for text, tokens, end in zip(decoded, generated, finish, strict=True)
+        ]
 
 
 def vllm_sampling_kwargs(
@@ -220,6 +283,7 @@ class VllmBackend:
         gpu_memory_utilization: float,
         stop: list[str] = (),
         dtype: str = "auto",
+        loop_stop: bool = False,
     ) -> None:
         try:
             from vllm import LLM
@@ -234,15 +298,27 @@ class VllmBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self.stop = list(stop)
         self.stop_ids = stop_token_ids(self.tokenizer, _generation_config(model_dir), self.stop)
+        self.loop_stop = loop_stop
 
-    def generate(self, prompts: list[str], protocol: Protocol, max_new_tokens: int, seed: int) -> list[list[str]]:
+    def generate(
+        self, prompts: list[str], protocol: Protocol, max_new_tokens: int, seed: int
+    ) -> list[list[Completion]]:
         from vllm import SamplingParams, TokensPrompt
 
         params = SamplingParams(**vllm_sampling_kwargs(protocol, max_new_tokens, seed, self.stop, self.stop_ids))
         # token ids, not text: the rendered prompt already holds its special tokens
         inputs = [TokensPrompt(prompt_token_ids=self.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
         outputs = self.llm.generate(inputs, params, use_tqdm=True)
-        return [[candidate.text for candidate in output.outputs] for output in outputs]
+        return [[self._completion(sample) for sample in output.outputs] for output in outputs]
+
+    def _completion(self, sample) -> Completion:
+        """A vLLM sample (``finish_reason`` "length": the budget ended it; "stop": an end token or stop string),
+        cut where the loop stop would have ended it (vLLM has no such stop of its own)."""
+        tokens = list(sample.token_ids)
+        decode = functools.partial(self.tokenizer.decode, skip_special_tokens=True)
+        if self.loop_stop and (end := loop_stop_point(tokens, decode)) is not None:
+            return Completion(cut_at_stop(decode(tokens[:end]), self.stop), end, "loop")
+        return Completion(sample.text, len(tokens), "length" if sample.finish_reason == "length" else "stop")
 
     def close(self) -> None:
         """Free the GPU before the next checkpoint's engine starts."""
@@ -272,8 +348,13 @@ def make_backend(name: str, model_dir: str | Path, config) -> TransformersBacken
             raise ValueError(f"evaluate.backend {name!r}: cannot import ({error})") from error
     if name == "vllm":
         return VllmBackend(
-            model_dir, config.tensor_parallel_size, config.gpu_memory_utilization, config.stop, config.dtype
+            model_dir,
+            config.tensor_parallel_size,
+            config.gpu_memory_utilization,
+            config.stop,
+            config.dtype,
+            config.loop_stop,
         )
     if name == "transformers":
-        return TransformersBackend(model_dir, config.batch_size, config.stop, config.dtype)
+        return TransformersBackend(model_dir, config.batch_size, config.stop, config.dtype, config.loop_stop)
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")

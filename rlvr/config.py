@@ -33,6 +33,7 @@ ObjectPath = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]  #
 GENERATOR_SIZES = {"pool": 16, "test": 128}  # the generator's sizes where data.pool_size / test_size are null
 # First-class fields of the RL sections and the trainer field each one sets (where the name differs, for PPO):
 # a train.trl key naming one of them is refused, so that the logged config is the config that ran.
+ACCURACY_REWARDS = ("accuracy", "accuracy_lenient", "accuracy_deepscaler")  # rewards that grade correctness
 PPO_NAMES = {"beta": "kl_coef", "max_completion_length": "response_length", "max_steps": "total_episodes"}
 
 
@@ -134,7 +135,15 @@ class DataConfig(Section):
         names = [self.benchmark_name(b) for b in self.benchmarks]
         if len(set(names)) != len(names):
             raise ValueError(f"data.benchmarks: a name appears twice in {names}")
+        if "test" in names:
+            raise ValueError("data.benchmarks: 'test' names the held-out test set in results; choose another name")
         return self
+
+    @property
+    def test_name(self) -> str:
+        """The held-out test set's name in results: its benchmark's name where it is a registry benchmark (so a
+        test set that is also listed in ``benchmarks`` is that benchmark, once), else ``test``."""
+        return "test" if self.test in ("generator", "file") else self.test
 
     @staticmethod
     def benchmark_name(entry: str | BenchmarkFile) -> str:
@@ -280,6 +289,11 @@ class TrainConfig(RLConfig):
     label: str | dict[str | int, str] | None = Field(
         None, description="train on this label instead of the gold answer: one for all rows, or {id: label}"
     )
+    accuracy_reward: str | None = Field(
+        None,
+        description="grades the training example's accuracy, logged on its own whatever the reward (null: the "
+        "first accuracy reward of train.reward, else accuracy)",
+    )
     max_steps: int = Field(20, ge=1, description="optimizer steps")
     save_steps: int = Field(5, ge=1, description="checkpoint every N steps")
     sample_steps: int = Field(0, ge=0, description="save training completions every N steps (0: never)")
@@ -291,6 +305,11 @@ class TrainConfig(RLConfig):
     @property
     def algorithm_name(self) -> str:
         return self.algorithm
+
+    @property
+    def accuracy_measure(self) -> str:
+        """The reward name that grades the training example's accuracy (see ``accuracy_reward``)."""
+        return self.accuracy_reward or next((r for r in self.rewards if r in ACCURACY_REWARDS), "accuracy")
 
     def trainer_config_class(self) -> type:
         if self.algorithm == "ppo":
@@ -332,6 +351,12 @@ class EvaluateConfig(Section):
     )
     max_new_tokens: int = Field(128, ge=1, description="tokens per answer")
     batch_size: int = Field(32, ge=1, description="sequences generated together (transformers backend)")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="processes generating at once on a CPU (transformers backend), one thread each, so samples do "
+        "not depend on the core count (null: one per core)",
+    )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="compute precision: auto is bfloat16 on a GPU or a CPU with native bfloat16 (as vLLM evaluates "
@@ -345,6 +370,11 @@ class EvaluateConfig(Section):
     stop: list[str] = Field(
         default_factory=lambda: ["</s>", "<|im_end|>", "<|endoftext|>"],
         description="generation ends at these strings (the official evaluation's) and the model's end tokens",
+    )
+    loop_stop: bool = Field(
+        False,
+        description="end a completion whose text ends in one block repeated 4 times over 60+ characters, numbers "
+        "masked (a greedy loop that would run to the budget); looked at every 16 tokens",
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model (vllm)")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM's GPU memory share")
@@ -362,6 +392,11 @@ class ReportConfig(Section):
         default_factory=list, description="MLflow experiments whose pipeline runs join the report"
     )
     compare_filter: str = Field("", description="MLflow filter on those runs, e.g. tags.family = 'qwen'")
+    reference_model: str | None = Field(
+        None,
+        description="whose numbers in the paper the run is set against (null: model.source; a rehearsal of a "
+        "preset on a stand-in model keeps the preset's)",
+    )
 
 
 class Params(Section):

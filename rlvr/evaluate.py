@@ -4,8 +4,9 @@ Per model and benchmark: ``steps/step-N/<benchmark>.json`` (metrics, protocol, M
 ``samples/step-N/<benchmark>.jsonl`` (one line per sample: id, prompt, completion, extracted answer, gold,
 correct, shape flags). A model and benchmark already evaluated with the same weights, problems, prompt, protocol
 and settings is skipped, so rerunning the stage evaluates only new checkpoints (or changed settings).
-``by_step.json`` holds one row per step (the test set's metrics unprefixed, every benchmark's as
-``<benchmark>.<metric>``, and the benchmark average); ``metrics.json`` the base and the best step.
+``by_step.json`` holds one row per step (every benchmark's metrics as ``<benchmark>.<metric>``, and their average
+over every evaluated benchmark as ``average.<metric>``); ``metrics.json`` the benchmarks averaged, the base and the
+best step.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
-import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from rlvr import tracking
-from rlvr.backends import compute_dtype, make_backend
+from rlvr.backends import Completion, as_completion, compute_dtype, make_backend
 from rlvr.checkpoints import MARKER, checkpoints, is_finished
 from rlvr.config import EvaluateConfig, ModelConfig, Params
 from rlvr.errors import InputError
@@ -30,7 +29,7 @@ from rlvr.files import content_hash, file_sha256, read_json, read_records, read_
 from rlvr.grading import CHOICE_DATASETS, bounded
 from rlvr.metrics import (
     Protocol,
-    average_interval,
+    average_metrics,
     best_row,
     breakdown,
     ends_in_loop,
@@ -46,7 +45,7 @@ from rlvr.templates import Template, get_template
 
 logger = logging.getLogger(__name__)
 
-GRADING_VERSION = 3  # part of every result key: bump when grading changes, so results are recomputed
+GRADING_VERSION = 4  # part of every result key: bump when grading changes, so results are recomputed
 BREAKDOWN_FIELDS = ("subject", "level")
 SAMPLE_COLUMNS = ("id", "sample", "prompt", "completion", "gold") + tuple(
     f"{what}_{mode}" for mode in GRADING_MODES for what in ("extracted", "correct")
@@ -64,11 +63,14 @@ class Benchmark:
 
 
 def suite(params: Params) -> list[Benchmark]:
-    """The held-out test set (``test``) and each materialised benchmark, the test set's dataset not twice."""
+    """Every evaluated set, each once: the held-out test set (``data.test``) under its dataset's name where that is
+    a registry benchmark (``test`` for a generated set or a file of one's own), then every other benchmark. A test
+    set that is also a listed benchmark is that benchmark, once."""
     paths, test_dataset = params.paths, params.data.test
-    benchmarks = [Benchmark("test", test_dataset, Path(paths.test))]
+    test_name = params.data.test_name
+    benchmarks = [Benchmark(test_name, test_dataset, Path(paths.test))]
     names = params.data.benchmark_names
-    benchmarks += [Benchmark(n, n, Path(paths.benchmarks_dir) / f"{n}.jsonl") for n in names if n != test_dataset]
+    benchmarks += [Benchmark(n, n, Path(paths.benchmarks_dir) / f"{n}.jsonl") for n in names if n != test_name]
     return benchmarks
 
 
@@ -84,17 +86,25 @@ def grade_sample(completion: str, gold: str, template: Template, dataset: str) -
 
 
 def sample_records(
-    rows: list[dict], prompts: list[str], completions: list[list[str]], dataset: str, template: Template, tokenizer
+    rows: list[dict],
+    prompts: list[str],
+    completions: list[list[Completion]],
+    dataset: str,
+    template: Template,
 ) -> list[dict]:
-    """One record per generated sample, graded, with its shape flags."""
+    """One record per generated sample, graded, with its shape flags: ``boxed`` (a final ``\\boxed{}`` with
+    content: the prompt's empty box echoed does not count), ``finish`` (stop, length or loop), ``cut`` (the token
+    budget ended it), ``loop_stopped``, ``length`` (tokens generated), ``repetition``, ``reflection``."""
     records = []
     for index, (row, prompt, samples) in enumerate(zip(rows, prompts, completions, strict=True)):
-        for number, completion in enumerate(samples):
+        for number, sample in enumerate(samples):
+            completion = sample.text
             record = {"id": row["id"], "sample": number, "problem_index": index, "prompt": prompt}
             record |= {"completion": completion, "gold": row["answer"]}
             record |= grade_sample(completion, row["answer"], template, dataset)
-            record["boxed"] = last_boxed(template.answer_text(completion)) is not None
-            record["length"] = len(tokenizer(completion, add_special_tokens=False)["input_ids"])
+            record["boxed"] = bool(last_boxed(template.answer_text(completion)))
+            record["finish"], record["cut"], record["loop_stopped"] = sample.finish, sample.cut, sample.finish == "loop"
+            record["length"] = sample.tokens
             record["repetition"] = ends_in_loop(completion)
             record["reflection"] = self_reflects(completion)
             record |= {field: row[field] for field in BREAKDOWN_FIELDS if field in row}
@@ -130,7 +140,8 @@ def result_key(
     them (so any change of template, its code or the tokenizer counts), protocol and settings; a stored result
     with the same key is reused instead of generated again."""
     dtype = compute_dtype(config.dtype, config.backend)
-    settings = [config.max_new_tokens, config.seed, config.backend, config.stop, dtype, GRADING_VERSION]
+    settings = [config.max_new_tokens, config.seed, config.backend, config.stop, dtype, config.loop_stop]
+    settings += [config.batch_size, GRADING_VERSION]  # bfloat16 samples change with the batch's composition
     payload = [model_identity(model_dir), rows, prompts, asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -154,17 +165,12 @@ def flat_metrics(name: str, metrics: dict) -> dict[str, float]:
 
 
 def step_row(step: int, results: dict[str, dict]) -> dict:
-    """The ``by_step.json`` row of a step: test-set metrics unprefixed, every benchmark prefixed, the average."""
+    """The ``by_step.json`` row of a step: every benchmark's metrics as ``<benchmark>.<metric>``, and their average
+    over every evaluated benchmark, the test set included (``average.*``, see :func:`average_metrics`)."""
     row: dict = {"step": step}
-    row |= {k: v for k, v in results["test"].items() if isinstance(v, (int, float)) and k != "step"}
     for name, metrics in results.items():
         row |= {k: v for k, v in flat_metrics(name, metrics).items() if ".by_" not in k}
-    averaged = [name for name in results if name != "test"] or ["test"]
-    for mode in GRADING_MODES:
-        row[f"average.accuracy_{mode}"] = statistics.fmean(results[n][f"accuracy_{mode}"] for n in averaged)
-        low, high = average_interval([results[n] for n in averaged], mode)
-        row[f"average.accuracy_{mode}_low"], row[f"average.accuracy_{mode}_high"] = low, high
-    return row
+    return row | {f"average.{key}": value for key, value in average_metrics(list(results.values())).items()}
 
 
 def _scores(out_dir: Path, step: int, name: str, mode: str) -> dict[str, float]:
@@ -195,6 +201,153 @@ def models_to_evaluate(base_model_dir: str | Path, train_dir: str | Path) -> lis
     return [(0, Path(base_model_dir)), *checkpoints(train_dir)]
 
 
+@dataclass(frozen=True)
+class Job:
+    """One model on one benchmark, to generate, grade and write (in this process or a worker's)."""
+
+    step: int
+    model_dir: Path
+    bench: Benchmark
+    rows: list[dict]
+    prompts: list[str]
+    protocol: Protocol
+    key: str
+
+
+def _paths(out_dir: Path, step: int, name: str) -> tuple[Path, Path]:
+    """Where a result lives: its metrics file (written last: its key marks the pair as done) and its samples."""
+    return out_dir / "steps" / f"step-{step}" / f"{name}.json", out_dir / "samples" / f"step-{step}" / f"{name}.jsonl"
+
+
+def plan(
+    config: EvaluateConfig,
+    model: ModelConfig,
+    models: list[tuple[int, Path]],
+    benchmarks: list[Benchmark],
+    out_dir: Path,
+    data: dict[str, list[dict]],
+) -> tuple[list[Job], dict[int, dict[str, dict]]]:
+    """The jobs still to do, and the results already written with the same key (reused, not generated again)."""
+    template, jobs, done = get_template(model.template), [], {}
+    for step, model_dir in models:
+        tokenizer = load_tokenizer(model_dir)
+        for bench in benchmarks:
+            rows, protocol = data[bench.name], protocol_for(bench.dataset, config.protocols)
+            prompts = [template.render(r["problem"], model, tokenizer) for r in rows]
+            key = result_key(model_dir, rows, prompts, protocol, config)
+            metrics_path, _ = _paths(out_dir, step, bench.name)
+            previous = read_json(metrics_path) if metrics_path.is_file() else {}
+            if previous.get("result_key") == key:
+                logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
+                done.setdefault(step, {})[bench.name] = previous
+            else:
+                logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), protocol.num_samples)
+                jobs.append(Job(step, Path(model_dir), bench, rows, prompts, protocol, key))
+    return jobs, done
+
+
+_BACKEND: dict = {}  # this process's loaded backend, kept while its jobs are for the same model
+
+
+def run_job(job: Job, config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> dict:
+    """Generate, grade and write one job's samples and metrics; returns the metrics."""
+    if _BACKEND.get("dir") != job.model_dir:
+        close_backend()
+        _BACKEND.update(dir=job.model_dir, backend=make_backend(config.backend, job.model_dir, config))
+    backend = _BACKEND["backend"]
+    generated = backend.generate(job.prompts, job.protocol, config.max_new_tokens, config.seed)
+    completions = [[as_completion(s, backend.tokenizer, config.max_new_tokens) for s in g] for g in generated]
+    before = bounded.stats()
+    samples = sample_records(job.rows, job.prompts, completions, job.bench.dataset, get_template(model.template))
+    after = bounded.stats()
+    metrics = {"step": job.step, "benchmark": job.bench.name, "dataset": job.bench.dataset}
+    metrics |= {"protocol": asdict(job.protocol), "dtype": compute_dtype(config.dtype, config.backend)}
+    metrics["generation"] = {"max_new_tokens": config.max_new_tokens, "stop": config.stop}
+    metrics["generation"] |= {"loop_stop": config.loop_stop, "backend": config.backend, "batch_size": config.batch_size}
+    metrics |= benchmark_metrics(samples)
+    metrics |= {f"grading_{key}": after[key] - before[key] for key in ("refused", "timeouts")}
+    metrics["result_key"] = job.key
+    metrics_path, samples_path = _paths(out_dir, job.step, job.bench.name)
+    write_rows(samples_path, samples)
+    write_json(metrics_path, metrics)  # last: its key marks the pair as done
+    return metrics
+
+
+def close_backend() -> None:
+    """Free this process's loaded backend (a GPU's memory before the next model's engine starts)."""
+    backend = _BACKEND.pop("backend", None)
+    _BACKEND.clear()
+    if hasattr(backend, "close"):
+        backend.close()
+
+
+def workers(config: EvaluateConfig) -> int:
+    """How many processes generate at once: with the transformers backend on a CPU, ``evaluate.workers`` (null:
+    one per core this process may use), each with one thread, so that the samples never depend on the machine's
+    core count (bfloat16 kernels sum in another order with other thread counts); else 0, this process (a GPU,
+    vLLM, a backend of one's own)."""
+    import torch
+
+    if config.backend != "transformers" or torch.cuda.is_available():
+        return 0
+    return config.workers or len(os.sched_getaffinity(0))
+
+
+def _single_threaded() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> list[dict]:
+    """Every job's metrics: on ``workers(config)`` single-threaded processes, else here (one at a time)."""
+    count = min(workers(config), len(jobs))
+    if count > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no OpenMP state inherited
+        pool = ProcessPoolExecutor(count, mp_context=context, initializer=_single_threaded)
+        try:
+            futures = [pool.submit(run_job, job, config, model, out_dir) for job in jobs]
+            return [future.result() for future in futures]  # a worker that cannot start: BrokenProcessPool
+        except BaseException:  # an error or a signal: the jobs in flight are not waited for
+            for process in getattr(pool, "_processes", {}).values():
+                process.terminate()
+            raise
+        finally:
+            pool.shutdown(cancel_futures=True)
+    import torch
+
+    threads = torch.get_num_threads()
+    if count == 1:
+        torch.set_num_threads(1)  # as a worker process would: the same samples
+    try:
+        return [run_job(job, config, model, out_dir) for job in jobs]
+    finally:
+        close_backend()
+        torch.set_num_threads(threads)
+
+
+def evaluate_models(
+    config: EvaluateConfig,
+    model: ModelConfig,
+    models: list[tuple[int, Path]],
+    benchmarks: list[Benchmark],
+    out_dir: str | Path,
+    data: dict[str, list[dict]] | None = None,
+) -> dict[int, dict[str, dict]]:
+    """Metrics per step (the base model as step 0, checkpoints) and benchmark, written under ``out_dir``; a model
+    and benchmark already evaluated with the same result key is read back instead of generated again."""
+    out_dir = Path(out_dir)
+    data = data or load_benchmarks(benchmarks, config)
+    jobs, results = plan(config, model, models, benchmarks, out_dir, data)
+    for job, metrics in zip(jobs, run_jobs(jobs, config, model, out_dir), strict=True):
+        results.setdefault(job.step, {})[job.bench.name] = metrics
+    return {step: {b.name: results[step][b.name] for b in benchmarks} for step, _ in models}
+
+
 def evaluate_model(
     config: EvaluateConfig,
     model: ModelConfig,
@@ -204,42 +357,8 @@ def evaluate_model(
     out_dir: str | Path,
     data: dict[str, list[dict]] | None = None,
 ) -> dict[str, dict]:
-    """Metrics of one model (the base as step 0, or a checkpoint) per benchmark, written under ``out_dir``.
-
-    A benchmark already evaluated with the same result key is read back instead of generated again.
-    """
-    out_dir, model_dir = Path(out_dir), Path(model_dir)
-    template = get_template(model.template)
-    data = data or load_benchmarks(benchmarks, config)
-    tokenizer, dtype = load_tokenizer(model_dir), compute_dtype(config.dtype, config.backend)
-    backend, results = None, {}
-    for bench in benchmarks:
-        rows, protocol = data[bench.name], protocol_for(bench.dataset, config.protocols)
-        prompts = [template.render(r["problem"], model, tokenizer) for r in rows]
-        metrics_path = out_dir / "steps" / f"step-{step}" / f"{bench.name}.json"
-        key = result_key(model_dir, rows, prompts, protocol, config)
-        previous = read_json(metrics_path) if metrics_path.is_file() else {}
-        if previous.get("result_key") == key:
-            logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
-            results[bench.name] = previous
-            continue
-        logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), protocol.num_samples)
-        backend = backend or make_backend(config.backend, model_dir, config)
-        completions = backend.generate(prompts, protocol, config.max_new_tokens, config.seed)
-        before = bounded.stats()
-        samples = sample_records(rows, prompts, completions, bench.dataset, template, backend.tokenizer)
-        after = bounded.stats()
-        metrics = {"step": step, "benchmark": bench.name, "dataset": bench.dataset, "protocol": asdict(protocol)}
-        metrics["dtype"] = dtype
-        metrics |= benchmark_metrics(samples)
-        metrics |= {f"grading_{key}": after[key] - before[key] for key in ("refused", "timeouts")}
-        metrics["result_key"] = key
-        write_rows(out_dir / "samples" / f"step-{step}" / f"{bench.name}.jsonl", samples)
-        write_json(metrics_path, metrics)  # last: its key marks the pair as done
-        results[bench.name] = metrics
-    if hasattr(backend, "close"):
-        backend.close()
-    return results
+    """Metrics of one model (the base as step 0, or a checkpoint) per benchmark (see :func:`evaluate_models`)."""
+    return evaluate_models(config, model, [(step, Path(model_dir))], benchmarks, out_dir, data)[step]
 
 
 def run_evaluate(
@@ -260,8 +379,9 @@ def run_evaluate(
     if len(models) == 1:
         logger.warning("no checkpoint under %s: evaluating the base model only", train_dir)
     rows_by_step = []
-    for step, model_dir in tqdm(models, desc="evaluate checkpoints", unit="model"):
-        results = evaluate_model(config, model, step, model_dir, benchmarks, out_dir, data)
+    evaluated = evaluate_models(config, model, models, benchmarks, out_dir, data)
+    for step, _ in models:
+        results = evaluated[step]
         if step > 0:
             add_paired_tests(out_dir, step, results)
         row = step_row(step, results)
@@ -271,7 +391,8 @@ def run_evaluate(
         rows_by_step.append(row)
     write_json(out_dir / "by_step.json", rows_by_step)
     best = best_row(rows_by_step, headline_mode)
-    summary = {"headline_mode": headline_mode, "base": rows_by_step[0], "best": best}
+    summary = {"headline_mode": headline_mode, "average_of": [b.name for b in benchmarks]}
+    summary |= {"base": rows_by_step[0], "best": best}
     write_json(out_dir / "metrics.json", summary | {"num_checkpoints": len(models) - 1})
     return rows_by_step
 

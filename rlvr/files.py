@@ -90,10 +90,11 @@ def read_records(path: Path) -> list[dict]:
 
 
 def verl_problem(row: dict) -> str:
-    """The problem text of a verl row: its last prompt message without verl's instruction."""
+    """The problem text of a verl row: its last prompt message without verl's instruction after it, byte for byte
+    (whitespace kept: the paper's training prompt is this text, a space and the instruction)."""
     prompt = row.get("prompt")
     text = prompt[-1]["content"] if prompt is not None and len(prompt) else ""
-    return str(text).replace(VERL_INSTRUCTION, "").strip()
+    return str(text).removesuffix(" " + VERL_INSTRUCTION)
 
 
 def verl_id(row: dict, index: int) -> str:

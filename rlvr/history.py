@@ -145,8 +145,8 @@ def pass_rate_history(config: HistoryConfig, model_dir, pool: list[dict], prompt
     samples = backend.generate(prompts, protocol, config.max_completion_length, config.seed)
     reward = combined_reward(config.rewards, config.reward_weights)
     history = {}
-    for row, completions in zip(pool, samples, strict=True):
-        k = len(completions)
+    for row, generated in zip(pool, samples, strict=True):
+        completions, k = [sample.text for sample in generated], len(generated)
         values = reward(completions, answer=[row["answer"]] * k, id=[row["id"]] * k, trainer_state=None)
         history[row["id"]] = [sum(values) / k]
     return history

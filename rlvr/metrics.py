@@ -16,10 +16,21 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from math import comb
 
+from rlvr.grading import GRADING_MODES
+
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 BOOTSTRAP_RESAMPLES = 2000
 
 REFLECTION_WORDS = ("rethink", "recheck", "recalculate")
+# share metrics of a benchmark and the sample flag each counts: a final \boxed{} with content, the token budget
+# reached (no end token, no stop string), the loop stop, a looping end, a self-reflection word
+SHARES = {
+    "boxed_share": "boxed",
+    "cut_share": "cut",
+    "loop_stop_share": "loop_stopped",
+    "repetition_share": "repetition",
+    "reflection_share": "reflection",
+}
 _REFLECTION = re.compile("|".join(REFLECTION_WORDS), re.IGNORECASE)
 
 
@@ -86,6 +97,16 @@ def ends_in_loop(text: str, min_repeats: int = 3, min_chars: int = 30, max_perio
     return False
 
 
+LOOP_REPEATS, LOOP_CHARS = 4, 60  # the loop stop's rule: on the validation suites it changed no grade
+_NUMBERS = re.compile(r"\d+")
+
+
+def loops(text: str) -> bool:
+    """True when ``text``, its numbers masked, ends in one block repeated ``LOOP_REPEATS``+ times over
+    ``LOOP_CHARS``+ characters: a greedy loop that would run to the token budget, counters and all."""
+    return ends_in_loop(_NUMBERS.sub("#", text), LOOP_REPEATS, LOOP_CHARS)
+
+
 def self_reflects(text: str) -> bool:
     """True when ``text`` contains "rethink", "recheck" or "recalculate" (any case)."""
     return bool(_REFLECTION.search(text))
@@ -115,7 +136,7 @@ def summarise(samples: list[dict], modes: tuple[str, ...]) -> dict[str, float]:
                 majority_correct([s[f"extracted_{mode}"] for s in group], f)
                 for group, f in zip(groups, flags, strict=True)
             )
-    for name, key in (("boxed_share", "boxed"), ("repetition_share", "repetition"), ("reflection_share", "reflection")):
+    for name, key in SHARES.items():
         metrics[name] = statistics.fmean(bool(s[key]) for s in samples)
     metrics["mean_response_length"] = statistics.fmean(s["length"] for s in samples)
     return metrics
@@ -225,3 +246,20 @@ def average_interval(metrics: list[dict], mode: str) -> tuple[float, float]:
     mean = statistics.fmean(m[key] for m in metrics)
     half = math.sqrt(sum(((m[f"{key}_high"] - m[f"{key}_low"]) / 2) ** 2 for m in metrics)) / len(metrics)
     return max(0.0, mean - half), min(1.0, mean + half)
+
+
+AVERAGED_SHAPES = (*SHARES, "mean_response_length")
+
+
+def average_metrics(metrics: list[dict], modes: tuple[str, ...] = GRADING_MODES) -> dict:
+    """The benchmark average of a step: the plain mean over ``metrics`` (one entry per evaluated benchmark, each
+    counted once, whatever its size) of each grading mode's accuracy, with its interval
+    (:func:`average_interval`), and of the response-shape shares and length."""
+    average: dict[str, float] = {}
+    for mode in modes:
+        average[f"accuracy_{mode}"] = statistics.fmean(m[f"accuracy_{mode}"] for m in metrics)
+        average[f"accuracy_{mode}_low"], average[f"accuracy_{mode}_high"] = average_interval(metrics, mode)
+    for key in AVERAGED_SHAPES:
+        if all(key in m for m in metrics):
+            average[key] = statistics.fmean(m[key] for m in metrics)
+    return average

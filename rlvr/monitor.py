@@ -1,10 +1,11 @@
 """Rollout metrics the trainers do not log themselves, and samples of the training completions.
 
 Both trainers (GRPO, PPO) grade rollouts through a :class:`RolloutMonitor`'s reward wrapper, so the monitor
-sees every completion this process generated since the last log entry. At each log entry it adds
-``boxed_share``, ``rollout_tokens_per_second`` (this process) and, where the trainer has none,
+sees every completion this process generated since the last log entry. At each log entry it adds ``accuracy``
+(the share of the rollouts its accuracy function grades correct: the training example's accuracy, whatever the
+reward), ``boxed_share``, ``rollout_tokens_per_second`` (this process) and, where the trainer has none,
 ``step_time`` and ``reward``; every ``sample_steps`` steps it writes ``samples/step-N.jsonl`` (completion,
-reward, boxed) and logs it to MLflow, to inspect e.g. the late "gibberish" phase of 1-shot training.
+reward, accuracy, boxed) and logs it to MLflow, to inspect e.g. the late "gibberish" phase of 1-shot training.
 """
 
 from __future__ import annotations
@@ -27,18 +28,30 @@ SAMPLES_KEPT = 16  # completions per sample file
 class RolloutMonitor(TrainerCallback):
     """Collects graded rollouts (see module docstring); ``observe`` is called once per graded batch."""
 
-    def __init__(self, out_dir: str | Path, sample_steps: int = 0) -> None:
+    def __init__(
+        self, out_dir: str | Path, sample_steps: int = 0, accuracy: Callable[..., list[float]] | None = None
+    ) -> None:
         self.samples_dir = Path(out_dir) / "samples"
         self.sample_steps = sample_steps
+        self.accuracy = accuracy  # a TRL reward function grading correctness (None: the wrapped reward itself)
         self._rows: list[dict[str, Any]] = []
         self._tokens = 0
         self._since = time.perf_counter()
 
-    def observe(self, completions: Sequence[str], rewards: Sequence[float], tokens: int, ids: Sequence = ()) -> None:
+    def observe(
+        self,
+        completions: Sequence[str],
+        rewards: Sequence[float],
+        tokens: int,
+        ids: Sequence = (),
+        accuracies: Sequence[float] | None = None,
+    ) -> None:
         ids = list(ids) or [None] * len(completions)
-        for example_id, completion, reward in zip(ids, completions, rewards, strict=True):
-            boxed = last_boxed(completion) is not None
-            self._rows.append({"id": example_id, "reward": reward, "boxed": boxed, "completion": completion})
+        accuracies = rewards if accuracies is None else accuracies
+        for example_id, completion, reward, accuracy in zip(ids, completions, rewards, accuracies, strict=True):
+            boxed = bool(last_boxed(completion))  # a final box with content: an echoed empty box is not one
+            row = {"id": example_id, "reward": reward, "accuracy": accuracy, "boxed": boxed, "completion": completion}
+            self._rows.append(row)
         self._tokens += tokens
 
     def wrap(self, reward: Callable[..., list[float]]) -> Callable[..., list[float]]:
@@ -48,7 +61,10 @@ class RolloutMonitor(TrainerCallback):
             values = reward(completions, completion_ids=completion_ids, **kwargs)
             tokens = sum(len(ids) for ids in completion_ids) if completion_ids is not None else 0
             texts = [completion_text(c) for c in completions]
-            self.observe(texts, [float(v) for v in values], tokens, kwargs.get("id") or ())
+            graded = None
+            if self.accuracy is not None and self.accuracy is not reward:
+                graded = [float(v) for v in self.accuracy(completions, completion_ids=completion_ids, **kwargs)]
+            self.observe(texts, [float(v or 0.0) for v in values], tokens, kwargs.get("id") or (), graded)
             return values
 
         monitored.__name__ = getattr(reward, "__name__", type(reward).__name__)
@@ -62,6 +78,7 @@ class RolloutMonitor(TrainerCallback):
         if not rows:
             return {}, []
         extra = {
+            "accuracy": statistics.fmean(row["accuracy"] for row in rows),
             "boxed_share": statistics.fmean(row["boxed"] for row in rows),
             "rollout_tokens_per_second": tokens / logs.get("step_time", elapsed),
         }

@@ -9,16 +9,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args
 
-from rlvr.config import BenchmarkName, Params, parse_ranks
+from rlvr.config import Params, parse_ranks
 from rlvr.files import read_json, read_records, read_rows
 from rlvr.grading import GRADING_MODES
 from rlvr.metrics import best_row
 
-BENCHMARKS = get_args(BenchmarkName)
-
 EXCLUDED_SUFFIXES = (".num_problems", ".samples_per_problem")
+STAYS_AT = 0.9  # the training accuracy a run must keep from some step on to count as saturated for good
 
 
 @dataclass
@@ -31,6 +29,8 @@ class RunResult:
     reward: str = ""
     algorithm: str = "grpo"
     setting: str | None = None  # the paper's name for the training set, where it applies
+    max_new_tokens: int | None = None  # the evaluation's token budget
+    reference_model: str | None = None  # whose paper numbers it is set against (None: model)
     train_accuracy: dict[int, float] = field(default_factory=dict)
     evals: dict[int, dict[str, float]] = field(default_factory=dict)
     partial: str | None = None
@@ -73,50 +73,75 @@ class RunResult:
         return None if best is None else best["step"]
 
     def saturation_step(self) -> int | None:
-        """The first step where the training example's accuracy reaches 100%."""
+        """The first step at which the training example's accuracy (graded on its own, whatever the reward)
+        reaches 100%."""
         return next((s for s, v in sorted(self.train_accuracy.items()) if v >= 1.0), None)
 
-    def post_saturation(self, mode: str) -> tuple[int | None, float | None]:
-        """(first step at 100% training accuracy, average held-out gain from the last evaluation at or before it
-        to the last evaluation); the gain is None where training never saturates or nothing is evaluated after."""
-        saturated = self.saturation_step()
-        key = f"accuracy_{mode}"
+    def stays_saturated_from(self, level: float = STAYS_AT) -> int | None:
+        """The first step from which the training example's accuracy stays at ``level`` or more to the end of
+        training (one lucky step does not count); None if its last step is below."""
+        found = None
+        for step, value in sorted(self.train_accuracy.items(), reverse=True):
+            if value < level:
+                break
+            found = step
+        return found
+
+    def post_saturation(self, mode: str) -> PostSaturation:
+        """The held-out average's change after the training example saturated: from the last evaluation at or
+        before the saturation step to the best checkpoint and to the last evaluation (each None where it is not
+        after it, or nothing is evaluated)."""
+        saturated, key = self.saturation_step(), f"accuracy_{mode}"
         steps = sorted(s for s in self.evals if self.value(s, "average", key) is not None)
-        if saturated is None or not steps:
-            return saturated, None
-        before = [s for s in steps if s <= saturated]
-        if not before or steps[-1] <= before[-1]:
-            return saturated, None
-        return saturated, self.value(steps[-1], "average", key) - self.value(before[-1], "average", key)
+        before = [s for s in steps if saturated is not None and s <= saturated]
+        if saturated is None or not before:
+            return PostSaturation(saturated, self.stays_saturated_from())
+        start = self.value(before[-1], "average", key)
+
+        def gain(step: int | None) -> float | None:
+            return None if step is None or step <= before[-1] else self.value(step, "average", key) - start
+
+        best, last = self.best_step(mode), steps[-1]
+        return PostSaturation(saturated, self.stays_saturated_from(), before[-1], best, gain(best), last, gain(last))
+
+
+@dataclass(frozen=True)
+class PostSaturation:
+    """Post-saturation generalization of a run: the saturation step (100% training accuracy), the first step from
+    which training accuracy stays at least 90%, and the held-out average's gain from the last evaluation at or
+    before saturation (``from_step``) to the best checkpoint and to the last evaluated step."""
+
+    step: int | None
+    stays_from: int | None = None
+    from_step: int | None = None
+    best_step: int | None = None
+    gain_to_best: float | None = None
+    last_step: int | None = None
+    gain_to_last: float | None = None
 
 
 PAPER_REWARDS = ("accuracy", "accuracy_deepscaler")  # the paper's 0/1 reward on the last box (ours, its scorer)
 
 
-def paper_setting(pool: str, method: str, ranks: str, reward: str) -> str | None:
-    """The paper's label of a training set selected from DSR-sub by the variance score, e.g. ``{pi_1, pi_13}``."""
-    if pool != "dsr_sub" or method != "std" or reward not in PAPER_REWARDS:
+def paper_setting(pool: str, method: str, ranks: str, reward: str, whole_pool: bool = False) -> str | None:
+    """The paper's label of a training set from DSR-sub: ``dsr_sub`` for the whole pool, else the examples selected
+    by the variance score, e.g. ``{pi_1, pi_13}``."""
+    if pool != "dsr_sub" or reward not in PAPER_REWARDS:
         return None
-    return "{" + ", ".join(f"pi_{r}" for r in parse_ranks(ranks)) + "}"
+    if whole_pool:
+        return "dsr_sub"
+    return "{" + ", ".join(f"pi_{r}" for r in parse_ranks(ranks)) + "}" if method == "std" else None
 
 
-def _benchmark_key(name: str, test_dataset: str) -> str:
-    """The held-out ``test`` set is reported under its dataset's name when it is a registry benchmark."""
-    return test_dataset if name == "test" and test_dataset in BENCHMARKS else name
-
-
-def evals_from_rows(rows: list[dict], test_dataset: str) -> dict[int, dict[str, float]]:
+def evals_from_rows(rows: list[dict]) -> dict[int, dict[str, float]]:
     """``{step: {"<benchmark>.<metric>": value}}`` from ``by_step.json`` rows (or flat MLflow metrics)."""
-    evals: dict[int, dict[str, float]] = {}
-    for row in rows:
-        metrics = {}
-        for key, value in row.items():
-            if "." not in key or ".by_" in key or key.endswith(EXCLUDED_SUFFIXES) or not isinstance(value, float | int):
-                continue
-            bench, metric = key.split(".", 1)
-            metrics[f"{_benchmark_key(bench, test_dataset)}.{metric}"] = float(value)
-        evals[int(row["step"])] = metrics
-    return evals
+
+    def kept(key: str, value) -> bool:
+        return (
+            "." in key and ".by_" not in key and not key.endswith(EXCLUDED_SUFFIXES) and isinstance(value, float | int)
+        )
+
+    return {int(row["step"]): {key: float(v) for key, v in row.items() if kept(key, v)} for row in rows}
 
 
 def from_outputs(
@@ -124,7 +149,9 @@ def from_outputs(
 ) -> RunResult:
     """The run of this pipeline, from its output files; a training still running is marked partial."""
     selection = read_rows(selection_path)
-    examples = ",".join(dict.fromkeys(row["id"] for row in selection))
+    selected = list(dict.fromkeys(row["id"] for row in selection))
+    examples = ",".join(selected)
+    whole_pool = Path(params.paths.pool).is_file() and len(selected) == len(read_rows(params.paths.pool))
     log_path = Path(train_dir) / "train_log.jsonl"
     train_log = read_records(log_path) if log_path.is_file() else []
     return RunResult(
@@ -134,10 +161,12 @@ def from_outputs(
         reward=",".join(params.train.rewards),
         algorithm=params.train.algorithm,
         setting=paper_setting(
-            params.data.pool, params.select.method, params.select.ranks, ",".join(params.train.rewards)
+            params.data.pool, params.select.method, params.select.ranks, ",".join(params.train.rewards), whole_pool
         ),
-        train_accuracy={int(e["step"]): float(e["reward"]) for e in train_log},
-        evals=evals_from_rows(read_json(Path(eval_dir) / "by_step.json"), params.data.test),
+        max_new_tokens=params.evaluate.max_new_tokens,
+        reference_model=params.report.reference_model,
+        train_accuracy={int(e["step"]): float(e["accuracy"]) for e in train_log if "accuracy" in e},
+        evals=evals_from_rows(read_json(Path(eval_dir) / "by_step.json")),
         partial=None if log_path.is_file() else f"training in {train_dir} has not finished",
     )
 
@@ -162,6 +191,8 @@ def _from_stage_runs(client, parent, stages: dict) -> RunResult:
         return stages[stage].data.params.get(key, default) if stage in stages else default
 
     examples = stages["select"].data.tags.get("rlvr.selected_ids", "?") if "select" in stages else "?"
+    select_metrics = stages["select"].data.metrics if "select" in stages else {}
+    whole_pool = select_metrics.get("selected_examples", -1) == select_metrics.get("pool_examples")
     model = param("model", "source", "?")
     reward = param("train", "reward")
     result = RunResult(
@@ -170,12 +201,16 @@ def _from_stage_runs(client, parent, stages: dict) -> RunResult:
         examples=examples,
         reward=reward,
         algorithm=param("train", "algorithm", "grpo"),
-        setting=paper_setting(param("data", "pool"), param("select", "method"), param("select", "ranks", "1"), reward)
+        max_new_tokens=int(budget) if (budget := param("evaluate", "max_new_tokens")) else None,
+        reference_model=None if (ref := param("report", "reference_model")) in ("", "None") else ref,
+        setting=paper_setting(
+            param("data", "pool"), param("select", "method"), param("select", "ranks", "1"), reward, whole_pool
+        )
         if "select" in stages
         else None,
     )
     if "train" in stages:
-        history = client.get_metric_history(stages["train"].info.run_id, "train.reward")
+        history = client.get_metric_history(stages["train"].info.run_id, "train.accuracy")
         result.train_accuracy = {m.step: m.value for m in history}
     missing = [s for s in ("train", "evaluate") if s not in stages]
     if "evaluate" in stages:
@@ -186,7 +221,7 @@ def _from_stage_runs(client, parent, stages: dict) -> RunResult:
                 continue
             for metric in client.get_metric_history(run.info.run_id, key):
                 rows.setdefault(metric.step, {"step": metric.step})[key] = metric.value
-        result.evals = evals_from_rows(list(rows.values()), param("data", "test"))
+        result.evals = evals_from_rows(list(rows.values()))
     if missing:
         result.partial = f"no {' or '.join(missing)} stage in MLflow run {parent.info.run_id}"
     return result
@@ -224,7 +259,13 @@ def summary(params: Params, run: RunResult) -> tuple[dict[str, str], dict[str, f
             value = run.value(step, "average", f"accuracy_{mode}") if step is not None else None
             if value is not None:
                 metrics[f"{label}.average.accuracy_{mode}"] = value
-    saturated, gain = run.post_saturation(headline)
-    extra = {"best.step": best, "saturation_step": saturated, "post_saturation_gain": gain}
+    post = run.post_saturation(headline)
+    extra = {
+        "best.step": best,
+        "saturation_step": post.step,
+        "saturated_from_step": post.stays_from,
+        "post_saturation_gain_to_best": post.gain_to_best,
+        "post_saturation_gain_to_last": post.gain_to_last,
+    }
     metrics |= {key: float(value) for key, value in extra.items() if value is not None}
     return {f"rlvr.{key}": str(value) for key, value in values.items()}, metrics

@@ -188,8 +188,11 @@ def run(params: Params, parent_id: str | None = None) -> list[dict]:
             paths.history, paths.pool, config.method, config.ranks, config.repeat, paths.selection, paths.ranking,
             config.seed, excluded,
         )  # fmt: skip
-        tracking.log_metrics({"selected_rows": len(rows)})
-        tracking.set_tag("rlvr.selected_ids", ",".join(dict.fromkeys(row["id"] for row in rows)))
+        selected = list(dict.fromkeys(row["id"] for row in rows))
+        pool_examples = len(read_rows(paths.pool))  # the whole pool selected: the paper's dsr_sub setting
+        counts = {"selected_rows": len(rows), "selected_examples": len(selected), "pool_examples": pool_examples}
+        tracking.log_metrics(counts)
+        tracking.set_tag("rlvr.selected_ids", ",".join(selected))
         tracking.log_artifact(paths.selection)
         tracking.log_artifact(paths.ranking)
         return rows

@@ -108,7 +108,7 @@ def run_train(
         for _, path in checkpoints(out_dir):
             shutil.rmtree(path)
         resume = None
-    monitor = RolloutMonitor(out_dir, config.sample_steps)
+    monitor = RolloutMonitor(out_dir, config.sample_steps, accuracy=get_reward(config.accuracy_measure))
     rewards = [get_reward(name) for name in config.rewards]
     rewards[0] = monitor.wrap(rewards[0])  # the monitor sees every completion through the first reward
     callbacks = [monitor, MarkCheckpoint(identity)]

@@ -49,7 +49,7 @@ def previous_generate(backend: TransformersBackend, prompts: list[str], max_new_
 
 
 def current_generate(backend: TransformersBackend, prompts: list[str], max_new_tokens: int) -> list[str]:
-    return [samples[0] for samples in backend.generate(prompts, Protocol(), max_new_tokens, 0)]
+    return [samples[0].text for samples in backend.generate(prompts, Protocol(), max_new_tokens, 0)]
 
 
 def main() -> None:

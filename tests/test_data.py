@@ -100,6 +100,22 @@ def test_gold_answers_come_from_each_benchmarks_own_field(shared_data):
     assert first["math500"]["subject"] and first["math500"]["level"]
 
 
+def test_dsr_sub_problems_give_the_official_training_prompts_byte_for_byte(shared_data):
+    """The paper's training prompt is the problem, a space and the step-by-step instruction: built from our rows
+    it equals every official prompt, the 39 whose problem ends in a newline or space included."""
+    import pandas as pd
+
+    from rlvr.config import ModelConfig
+    from rlvr.templates import get_template
+
+    official = pd.read_parquet(shared_data / "pools" / "dsr_sub.parquet")
+    rows = read_rows(shared_data / "pools" / "dsr_sub.parquet")
+    template = get_template("paper-train")
+    built = [template.messages(row["problem"], ModelConfig()) for row in rows]
+    assert built == [list(prompt) for prompt in official["prompt"]]
+    assert sum(row["problem"] != row["problem"].strip() for row in rows) == 39
+
+
 def test_dsr_sub_pool_ids_are_the_verl_index(shared_data):
     loaded = load("dsr_sub", local_dir=shared_data)
     # one DSR-sub row (index 265) has an empty ground truth: counted and named, not silently dropped

@@ -80,6 +80,27 @@ def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, ti
     assert row["average.accuracy_strict"] == metrics["accuracy_strict"]
 
 
+def test_two_evaluations_of_the_same_model_give_identical_samples(tmp_path, embedded_model):
+    """Reproducible evaluation, in the default precision (``auto``: bfloat16 on a CPU that has it): the same model,
+    problems and settings twice, greedy and sampled, give the same samples, byte for byte."""
+    from rlvr.files import write_rows
+    from rlvr.generator import suite as generated_suite
+
+    write_rows(tmp_path / "arith1.jsonl", generated_suite("arith1", 24, 1, "validation"))
+    suite = [Benchmark("arith1", "arith1", tmp_path / "arith1.jsonl")]
+    config = EvaluateConfig(
+        max_new_tokens=32, batch_size=24, protocols={"arith1": {"num_samples": 2, "temperature": 0.6}}
+    )
+    for protocols in ({}, config.protocols):
+        runs = []
+        for run in ("first", "second"):
+            settings = config.model_copy(update={"protocols": protocols})
+            run_evaluate(settings, ModelConfig(), embedded_model, tmp_path / "none", suite, tmp_path / run)
+            runs.append((tmp_path / run / "samples" / "step-0" / "arith1.jsonl").read_bytes())
+            shutil.rmtree(tmp_path / run)
+        assert runs[0] == runs[1] and len(runs[0].splitlines()) == 24 * (2 if protocols else 1)
+
+
 def test_the_backend_generates_what_model_generate_gives_each_prompt_alone(embedded_model):
     """Greedy in float32: batched, the prompts' common chat-template beginning computed once for the batch, rows
     dropped as they end, and yet each completion is the one ``model.generate`` gives its prompt alone."""
@@ -96,7 +117,7 @@ def test_the_backend_generates_what_model_generate_gives_each_prompt_alone(embed
     backend.model.register_forward_pre_hook(
         lambda _, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
     )
-    completions = [samples[0] for samples in backend.generate(prompts, Protocol(), 12, 0)]
+    completions = [samples[0].text for samples in backend.generate(prompts, Protocol(), 12, 0)]
     assert shapes[0][0] == 1 and shapes[0][1] > 10  # the first batch's common beginning, once
     assert shapes[1][0] == 3 and shapes[1][1] < min(len(backend.tokenizer(p)["input_ids"]) for p in prompts[:3])
     options = {"do_sample": False, "eos_token_id": backend.stop_ids, "pad_token_id": backend.tokenizer.pad_token_id}
@@ -121,10 +142,13 @@ def test_the_transformers_backend_stops_at_a_stop_string(embedded_model):
     assert tokenizer.convert_tokens_to_ids("<|endoftext|>") in plain.stop_ids
     prompt = get_template("chat").render("What is 7 times 8?", ModelConfig(), tokenizer)
     [[full]] = plain.generate([prompt], Protocol(), 48, 0)
-    assert "=" in full, full
+    assert "=" in full.text, full
     stopped = TransformersBackend(embedded_model, 4, [*official, "="])
     [[cut]] = stopped.generate([prompt], Protocol(), 48, 0)
-    assert "=" not in cut and full.startswith(cut) and len(cut) < len(full)
+    assert "=" not in cut.text and full.text.startswith(cut.text) and len(cut.text) < len(full.text)
+    assert cut.finish == "stop" and not cut.cut  # a stop string ended it, not the budget
+    [[short]] = plain.generate([prompt], Protocol(), 3, 0)
+    assert short.cut and short.finish == "length" and short.tokens == 3
 
 
 @pytest.mark.slow  # about 2 minutes to convert the 268M-parameter GGUF on 2 cores
@@ -148,4 +172,4 @@ def test_the_gemma_model_source_converts_and_generates(tmp_path):
     # Gemma's tokenizer puts <bos> before a text; without it the base model only repeats the prompt's lines
     assert prompt.startswith("<bos>Question: What is 2 plus 3?") and prompt.endswith("Answer:")
     [[answer]] = backend.generate([prompt], Protocol(), 24, 0)
-    assert answer.strip()
+    assert answer.text.strip()

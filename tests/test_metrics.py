@@ -6,6 +6,7 @@ from rlvr.metrics import (
     Protocol,
     breakdown,
     ends_in_loop,
+    loops,
     majority_correct,
     pass_at_k,
     protocol_for,
@@ -34,8 +35,29 @@ def test_loops_and_self_reflection_are_detected():
     assert self_reflects("Let me Recheck the sum.") and not self_reflects("Let me check the sum.")
 
 
+def test_the_loop_stop_sees_loops_through_their_counters():
+    counted = "We add them.\n" + "".join(
+        f"Step {n}: Determine the number of eggs Quinn found.\n\n" for n in range(9, 14)
+    )
+    assert loops(counted) and not ends_in_loop(counted)  # the step numbers hide it from the exact rule
+    assert loops("So 2 x 3 = 6. " + " ".join(f"Then 2 x {n} = {2 * n} eggs." for n in range(4, 9)))
+    assert not loops("Step 1: add 3 and 4.\nStep 2: multiply by 2.\nStep 3: the answer is \\boxed{14}.")
+    assert not loops("1, 2, 3, 4, 5")  # a short count is an answer, not a loop (under 60 characters)
+
+
+def test_the_loop_stop_point_is_the_same_rule_for_every_backend():
+    from rlvr.backends import LOOP_CHECK_EVERY, loop_stop_point
+
+    words = ["We", " add", " them", "."] + [" Step", " 1", ":", " go", " on", "."] * 30
+    tokens = list(range(len(words)))
+    end = loop_stop_point(tokens, lambda ids: "".join(words[i] for i in ids))
+    assert end is not None and end % LOOP_CHECK_EVERY == 0 and end < len(tokens)
+    assert loops("".join(words[:end])) and not loops("".join(words[: end - LOOP_CHECK_EVERY]))
+    assert loop_stop_point(tokens[:20], lambda ids: "".join(words[i] for i in ids)) is None
+
+
 def _sample(index, correct, extracted, **extra):
-    flags = {"boxed": True, "repetition": False, "reflection": False, "length": 10}
+    flags = {"boxed": True, "cut": False, "loop_stopped": False, "repetition": False, "reflection": False, "length": 10}
     return {"problem_index": index, "correct_strict": correct, "extracted_strict": extracted, **flags, **extra}
 
 

@@ -141,6 +141,20 @@ def test_monitor_adds_boxed_share_and_writes_samples(tmp_path):
     assert logs == {}  # nothing graded since the last entry
 
 
+def test_monitor_logs_the_training_examples_accuracy_whatever_the_reward(tmp_path):
+    """A format-only reward pays for any box; the accuracy logged beside it grades the answer (the saturation
+    step is read from it)."""
+    from rlvr.rewards import get_reward
+
+    monitor = RolloutMonitor(tmp_path, accuracy=get_reward("accuracy"))
+    reward = monitor.wrap(get_reward("format"))
+    completions = ["\\boxed{12.8}", "\\boxed{3}", "\\boxed{}", "12.8"]
+    assert reward(completions, answer=["12.8"] * 4) == [1.0, 1.0, 0.0, 0.0]
+    logs = {"reward": 0.5}
+    monitor.on_log(None, SimpleNamespace(global_step=1, log_history=[dict(logs)]), None, logs=logs)
+    assert logs["accuracy"] == 0.25 and logs["boxed_share"] == 0.5  # the echoed empty box is not a box
+
+
 def test_incomplete_checkpoints_are_discarded_and_another_runs_folder_is_moved_aside(tmp_path, caplog):
     run = tmp_path / "train"
     assert resume_point(run, "a") is None
@@ -290,6 +304,22 @@ def test_killed_training_resumes_from_its_last_complete_checkpoint(tiny_model, t
     assert [e["reward"] for e in whole_log] == [e["reward"] for e in resumed_log]
     final = [_final_weights(tmp_path / run) for run in ("whole", "resumed")]
     assert all(torch.allclose(final[0][k], final[1][k], atol=1e-6) for k in final[0])
+
+
+@pytest.mark.integration
+def test_two_trainings_with_the_same_seed_give_identical_weights(tiny_model, tmp_path):
+    """Reproducible training: the same settings and seed twice (sampled rollouts, a varying reward, Adam) end in
+    bit-identical weights and the same per-step log."""
+    _train_params(tmp_path, max_steps=3, save_steps=3, sample_steps=0)
+    for run in ("first", "second"):
+        result = _run_train(tmp_path, tiny_model, run)
+        assert result.returncode == 0, result.stderr[-3000:]
+    first, second = (_final_weights(tmp_path / run) for run in ("first", "second"))
+    initial = load_file(tiny_model / "model.safetensors")
+    assert any(not torch.equal(first[key], initial[key]) for key in first)  # it trained
+    assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+    logs = [read_records(tmp_path / run / "train_log.jsonl") for run in ("first", "second")]
+    assert [e["reward"] for e in logs[0]] == [e["reward"] for e in logs[1]] and len(logs[0]) == 3
 
 
 def _mlflow_runs(tmp_path):

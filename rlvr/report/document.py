@@ -9,8 +9,11 @@ from rlvr.report import figures
 from rlvr.report.blocks import Block, Figure, Heading, Items, Paragraph, Table
 from rlvr.report.tables import (
     ALPHA,
+    CUT_WARNING,
     PAPER_MODE,
     accuracy_table,
+    averages_text,
+    cut_table,
     finding,
     gains_table,
     modes_table,
@@ -30,10 +33,11 @@ def document(runs: list[RunResult], mode: str, step: int | None, out_dir: Path, 
             f"{len(runs)} run(s), {len(partial)} partial; accuracy in percent ± the half-width of its 95% interval "
             "(Wilson; a bootstrap over problems with several samples per problem), "
             f'{mode} grading (strict: only the last \\boxed{{}} counts; lenient: also "the answer is ..." '
-            "or the last number; official: the paper's evaluation harness). Average: mean over the evaluated "
-            "benchmarks (the held-out test set alone where there are none). Gains are tested against the base "
-            "model on the same problems (exact McNemar; a paired bootstrap with several samples per problem)."
+            "or the last number; official: the paper's evaluation harness). Average: the plain mean over every "
+            "evaluated benchmark, the held-out test set included, each counted once. Gains are tested against the "
+            "base model on the same problems (exact McNemar; a paired bootstrap with several samples per problem)."
         ),
+        Paragraph(averages_text(runs)),
         Heading("Findings"),
         Items([finding(run, mode) for run in runs]),
         Heading("Main table: each run's best checkpoint"),
@@ -50,7 +54,15 @@ def document(runs: list[RunResult], mode: str, step: int | None, out_dir: Path, 
     blocks += [
         Heading("Benchmark average by grading mode"),
         Table(*modes_table(runs, mode)),
+        Heading("Answers cut by the token budget"),
+        Paragraph(
+            "Share of completions that reached the evaluation's token budget (max_new_tokens) with no end-of-text "
+            "token or stop string. Where the base model's share is above "
+            f"{CUT_WARNING:.0%}, part of a gain can be the model learning to stop rather than to solve."
+        ),
     ]
+    header, rows = cut_table(runs, mode)
+    blocks.append(Table(header, rows) if rows else Paragraph("No cut shares recorded (results of an older version)."))
     chosen = "each run's last evaluated step" if step is None else f"step {step}"
     last = lambda r: max(r.evals, default=None) if step is None else (step if step in r.evals else None)  # noqa: E731
     blocks += [Heading(f"Table at {chosen}"), Table(*accuracy_table(runs, mode, last))]
@@ -72,7 +84,8 @@ def document(runs: list[RunResult], mode: str, step: int | None, out_dir: Path, 
     drawings = (
         ("all-runs-accuracy.png", lambda p: figures.overlay_figure(runs, mode, p), "All runs: held-out average and "
          "training-example accuracy"),
-        ("response-shape.png", lambda p: figures.shape_figure(runs, p), "Boxed and self-reflection shares by step"),
+        ("response-shape.png", lambda p: figures.shape_figure(runs, p), "Boxed, cut and self-reflection shares by "
+         "step"),
         ("response-length.png", lambda p: figures.length_figure(runs, p), "Mean response length by step"),
     )  # fmt: skip
     for name, draw, caption in drawings:

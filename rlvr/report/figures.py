@@ -51,14 +51,16 @@ def run_figure(run: RunResult, mode: str, path: Path) -> None:
     if run.train_accuracy:
         steps = sorted(run.train_accuracy)
         train = [run.train_accuracy[s] for s in steps]
-        axis.plot(steps, train, color="black", linewidth=2, label="training example (reward)")
+        axis.plot(steps, train, color="black", linewidth=2, label="training example (accuracy)")
     for index, bench in enumerate(run.benchmarks):
         _accuracy_line(axis, run, bench, mode, f"{bench} (held-out)", f"C{index % 10}")
-    saturated, gain = run.post_saturation(mode)
-    if saturated is not None:
-        note = "no evaluation after it" if gain is None else f"average held-out gain after it: {100 * gain:+.1f} points"
-        axis.axvline(saturated, color="gray", linestyle="--", label=f"100% training accuracy at step {saturated}")
-        axis.text(saturated, 0.94, f" {note}", va="top", fontsize=8, color="dimgray")
+    post = run.post_saturation(mode)
+    if post.step is not None:
+        gains = [f"{what} {100 * gain:+.1f}" for what, gain in (("to best", post.gain_to_best),
+                 ("to last", post.gain_to_last)) if gain is not None]  # fmt: skip
+        note = f"held-out average after it: {', '.join(gains)} points" if gains else "no evaluation after it"
+        axis.axvline(post.step, color="gray", linestyle="--", label=f"100% training accuracy at step {post.step}")
+        axis.text(post.step, 0.94, f" {note}", va="top", fontsize=8, color="dimgray")
     title = f"Run {run.name}: accuracy by step ({mode} grading, 95% intervals)"
     _label(axis, title, "accuracy (share correct)", ACCURACY_LIMITS)
     axis.legend(fontsize=7, loc="center right")
@@ -88,11 +90,12 @@ def _mean_by_step(axis, runs: list[RunResult], metric: str) -> None:
 
 
 def shape_figure(runs: list[RunResult], path: Path) -> None:
-    """Boxed share and self-reflection share (mean over benchmarks) by step, every run."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    """Boxed, cut and self-reflection shares (mean over benchmarks) by step, every run."""
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
     for axis, metric, title in (
-        (axes[0], "boxed_share", "Responses with \\boxed{}"),
-        (axes[1], "reflection_share", "Responses that self-reflect (rethink/recheck/recalculate)"),
+        (axes[0], "boxed_share", "Responses with a final \\boxed{} with content"),
+        (axes[1], "cut_share", "Responses cut by the token budget"),
+        (axes[2], "reflection_share", "Responses that self-reflect\n(rethink/recheck/recalculate)"),
     ):
         _mean_by_step(axis, runs, metric)
         _label(axis, title, "share of responses", ACCURACY_LIMITS)

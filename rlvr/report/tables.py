@@ -13,6 +13,8 @@ from rlvr.runs import RunResult
 
 ALPHA = 0.05  # significance level of the paired tests
 PAPER_MODE = "official"  # the paper's numbers come from its evaluation harness
+PAPER_BENCHMARKS = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25")  # its average's six
+CUT_WARNING = 0.10  # a base cut share above this on a benchmark: its gain is confounded with the budget
 Rows = tuple[list[str], list[list[str]]]
 
 
@@ -23,11 +25,14 @@ def load_reference() -> list[dict]:
 
 
 def reference_for(model: str, setting: str | None, algorithm: str, reference: list[dict]) -> dict | None:
-    """The paper's numbers for this model, training set and algorithm, if the paper reports them."""
+    """The paper's numbers for this model, training set and algorithm, if the paper reports them (the base model's
+    whatever the algorithm: it is not trained)."""
     matches = (
         entry["values"]
         for entry in reference
-        if entry["model"] == model and entry["setting"] == setting and entry["algorithm"] == algorithm
+        if entry["model"] == model
+        and entry["setting"] == setting
+        and (setting == "base" or entry["algorithm"] == algorithm)
     )
     return next(matches, None)
 
@@ -52,10 +57,29 @@ def columns(runs: list[RunResult]) -> list[str]:
     return list(dict.fromkeys(b for run in runs for b in run.benchmarks))
 
 
+def average_of(names: list[str]) -> str:
+    """What an average averages: ``average of 5 (arith1, units, word1, arith2, word2)``."""
+    return f"average of {len(names)} ({', '.join(names)})"
+
+
+def average_header(runs: list[RunResult]) -> str:
+    """The average column's name: ``average of N`` where every run averages the same benchmarks."""
+    sets = {tuple(run.benchmarks) for run in runs if run.benchmarks}
+    return f"average of {len(next(iter(sets)))}" if len(sets) == 1 else "average (each run's benchmarks)"
+
+
+def averages_text(runs: list[RunResult]) -> str:
+    """Which benchmarks each run's average is over, said once where every run has the same."""
+    sets = list(dict.fromkeys(tuple(run.benchmarks) for run in runs if run.benchmarks))
+    if len(sets) == 1:
+        return f"The average: {average_of(list(sets[0]))}."
+    return "The averages: " + "; ".join(f"{run.name}: {average_of(run.benchmarks)}" for run in runs) + "."
+
+
 def accuracy_table(runs: list[RunResult], mode: str, step_of) -> Rows:
     """Rows: each model's base (step 0), then each run at ``step_of(run)``; columns: benchmarks and average."""
     names = columns(runs)
-    header = ["run", "step", *names, "average"]
+    header = ["run", "step", *names, average_header(runs)]
     rows, based = [], set()
     for run in runs:
         if run.model not in based and 0 in run.evals:
@@ -94,7 +118,7 @@ def gains_table(runs: list[RunResult], mode: str) -> Rows:
 def modes_table(runs: list[RunResult], mode: str) -> Rows:
     """The benchmark average of each model's base and each run's best checkpoint (chosen under ``mode``) in
     every grading mode, side by side."""
-    header = ["run", "step", *(f"{m}{' (headline)' if m == mode else ''}" for m in MODES)]
+    header = ["run", "step", *(f"{average_header(runs)}, {m}{' (headline)' if m == mode else ''}" for m in MODES)]
     rows, based = [], set()
     for run in runs:
         if run.model not in based and 0 in run.evals:
@@ -109,28 +133,76 @@ def modes_table(runs: list[RunResult], mode: str) -> Rows:
     return header, rows
 
 
+def cut_table(runs: list[RunResult], mode: str) -> Rows:
+    """Per run and benchmark, the share of completions the token budget cut (no end token, no stop string) for
+    the base model and the best checkpoint: where the base's is high, much of a gain can be learning to stop."""
+    header = ["run", "budget (tokens)", "benchmark", "base cut share (%)", "best step", "cut share at best (%)"]
+    rows = []
+    for run in runs:
+        best = run.best_step(mode)
+        budget = "–" if run.max_new_tokens is None else str(run.max_new_tokens)
+        for name in run.benchmarks:
+            base = run.value(0, name, "cut_share")
+            if base is None:
+                continue
+            after = run.value(best, name, "cut_share") if best is not None else None
+            rows.append([run.name, budget, name, pct(base), "–" if best is None else str(best), pct(after)])
+    return header, rows
+
+
+def paper_average(run: RunResult, step: int, mode: str = PAPER_MODE) -> float | None:
+    """The run's average over the paper's six benchmarks at ``step`` (None unless it evaluated all six)."""
+    values = [run.value(step, name, f"accuracy_{mode}") for name in PAPER_BENCHMARKS]
+    return None if None in values else sum(values) / len(values)
+
+
 def paper_table(runs: list[RunResult], reference: list[dict], mode: str = PAPER_MODE) -> Rows:
     """Measured minus the paper's number, in percentage points, for runs (and their base) matching a paper setting,
-    graded like the paper (``official``) at the best checkpoint under that grading."""
+    graded like the paper (``official``) at the best checkpoint under that grading. The paper's average is over
+    its six benchmarks, so the run's is too, whatever else the run evaluated."""
     header = ["run", "setting", "benchmark", "measured", "paper", "difference (points)"]
     rows = []
     for run in runs:
         for setting, step in (("base", 0), (run.setting, run.best_step(mode))):
-            paper = reference_for(run.model, setting, run.algorithm, reference)
+            paper = reference_for(run.reference_model or run.model, setting, run.algorithm, reference)
             if paper is None or step is None or step not in run.evals:
                 continue
             for bench, number in paper.items():
-                measured = run.value(step, bench, f"accuracy_{mode}")
+                if bench == "average":
+                    measured, bench = paper_average(run, step, mode), average_of(list(PAPER_BENCHMARKS))
+                else:
+                    measured = run.value(step, bench, f"accuracy_{mode}")
                 if measured is not None:
                     difference = f"{100 * measured - number:+.1f}"
                     rows.append([run.name, setting, bench, pct(measured), f"{number:.1f}", difference])
     return header, rows
 
 
+def saturation_text(run: RunResult, mode: str) -> str:
+    """When the training example saturated (100%, and at least 90% for good) and the held-out average's gain
+    after it, to the best checkpoint and to the last evaluated step."""
+    post = run.post_saturation(mode)
+    if post.step is None:
+        return "never reached 100% training accuracy"
+    held = "" if post.stays_from is None else f", at least 90% from step {post.stays_from} on"
+    text = f"100% training accuracy at step {post.step}{held}"
+    gains = [
+        f"{100 * gain:+.1f} points to the {what} (step {step})"
+        for what, step, gain in (
+            ("best", post.best_step, post.gain_to_best),
+            ("last", post.last_step, post.gain_to_last),
+        )
+        if gain is not None
+    ]
+    if gains:
+        text += f"; held-out average after it (from step {post.from_step}): {', '.join(gains)}"
+    return text
+
+
 def finding(run: RunResult, mode: str) -> str:
-    """One run's findings line: average base -> best with intervals, which benchmark gains are significant at
-    ``ALPHA``, which losses are (named only where there are some), which changes are not, and the saturation of
-    the training example."""
+    """One run's findings line: what the average averages, base -> best with intervals, which benchmark gains are
+    significant at ``ALPHA``, which losses are (named only where there are some), which changes are not, the
+    saturation of the training example, and where the base model's answers were often cut by the token budget."""
     best = run.best_step(mode)
     base, top = run.accuracy(0, "average", mode), run.accuracy(best, "average", mode)
     change = (
@@ -154,13 +226,18 @@ def finding(run: RunResult, mode: str) -> str:
             f" Gains significant at {ALPHA}: {', '.join(significant) or 'none'}; {lost}"
             f"not significant: {', '.join(not_significant) or 'none'}."
         )
-    saturated, gain = run.post_saturation(mode)
-    sat = (
-        "never reached 100% training accuracy"
-        if saturated is None
-        else (
-            f"100% training accuracy at step {saturated}"
-            + ("" if gain is None else f", held-out average {100 * gain:+.1f} points after it")
-        )
+    cut = [
+        f"{name} {pct(share)}%"
+        for name in run.benchmarks
+        if (share := run.value(0, name, "cut_share")) is not None and share > CUT_WARNING
+    ]
+    budget = "" if run.max_new_tokens is None else f" ({run.max_new_tokens} tokens)"
+    warning = (
+        f" Base answers cut by the token budget{budget} on more than {CUT_WARNING:.0%}: {', '.join(cut)}; "
+        "gain confounded with the generation budget."
+        if cut
+        else ""
     )
-    return f"{run.name} (examples {run.examples}, reward {run.reward or '?'}): average {change}; {sat}.{tests}"
+    names = average_of(run.benchmarks)
+    sat = saturation_text(run, mode)
+    return f"{run.name} (examples {run.examples}, reward {run.reward or '?'}): {names} {change}; {sat}.{tests}{warning}"

@@ -52,10 +52,14 @@ LOOP_WINDOW = 256  # the tokens looked at: enough for 4 repeats of the longest b
 
 
 def ends_looping(tokens: list[int], decode) -> bool:
-    """The loop stop's rule, looked at when the generated ``tokens`` are a multiple of ``LOOP_CHECK_EVERY`` long:
-    their last ``LOOP_WINDOW`` decoded end in a loop (:func:`rlvr.metrics.loops`: numbers masked, so "Step 23: ...
-    Step 24: ..." counts). One rule for both backends: transformers stops there, vLLM's output is cut there."""
-    return len(tokens) % LOOP_CHECK_EVERY == 0 and loops(decode(tokens[-LOOP_WINDOW:]))
+    """The loop stop's rule, looked at when the generated ``tokens`` are a multiple of ``LOOP_CHECK_EVERY`` long and
+    their text does not end inside a number (a cut "12" would be graded as "1"): their last ``LOOP_WINDOW`` decoded
+    end in a loop (:func:`rlvr.metrics.loops`: numbers masked, so "Step 23: ... Step 24: ..." counts). One rule for
+    both backends: transformers stops there, vLLM's output is cut there."""
+    if len(tokens) % LOOP_CHECK_EVERY:
+        return False
+    text = decode(tokens[-LOOP_WINDOW:])
+    return not text[-1:].isdigit() and loops(text)
 
 
 def loop_stop_point(tokens: list[int], decode) -> int | None:

@@ -81,24 +81,27 @@ def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, ti
 
 
 def test_two_evaluations_of_the_same_model_give_identical_samples(tmp_path, embedded_model):
-    """Reproducible evaluation, in the default precision (``auto``: bfloat16 on a CPU that has it): the same model,
-    problems and settings twice, greedy and sampled, give the same samples, byte for byte."""
+    """Reproducible evaluation in the default precision (``auto``: bfloat16 on a CPU that has it): the same model,
+    problems and settings twice, greedy and sampled, give the same samples byte for byte; and so does one worker
+    instead of two (each generates with one thread, so the machine's core count does not change the samples,
+    as it would bfloat16's with more threads per generation)."""
     from rlvr.files import write_rows
     from rlvr.generator import suite as generated_suite
 
-    write_rows(tmp_path / "arith1.jsonl", generated_suite("arith1", 24, 1, "validation"))
-    suite = [Benchmark("arith1", "arith1", tmp_path / "arith1.jsonl")]
-    config = EvaluateConfig(
-        max_new_tokens=32, batch_size=24, protocols={"arith1": {"num_samples": 2, "temperature": 0.6}}
-    )
-    for protocols in ({}, config.protocols):
-        runs = []
-        for run in ("first", "second"):
-            settings = config.model_copy(update={"protocols": protocols})
-            run_evaluate(settings, ModelConfig(), embedded_model, tmp_path / "none", suite, tmp_path / run)
-            runs.append((tmp_path / run / "samples" / "step-0" / "arith1.jsonl").read_bytes())
-            shutil.rmtree(tmp_path / run)
-        assert runs[0] == runs[1] and len(runs[0].splitlines()) == 24 * (2 if protocols else 1)
+    suite = []
+    for name in ("arith1", "units"):
+        write_rows(tmp_path / f"{name}.jsonl", generated_suite(name, 16, 1, "validation"))
+        suite.append(Benchmark(name, name, tmp_path / f"{name}.jsonl"))
+    sampled = {"units": {"num_samples": 2, "temperature": 0.6}}
+    config = EvaluateConfig(max_new_tokens=32, batch_size=24, protocols=sampled)
+    samples = []
+    for run, workers in (("first", 2), ("second", 2), ("one worker", 1)):
+        settings = config.model_copy(update={"workers": workers})
+        run_evaluate(settings, ModelConfig(), embedded_model, tmp_path / "none", suite, tmp_path / run)
+        samples.append([(tmp_path / run / "samples" / "step-0" / f"{b.name}.jsonl").read_bytes() for b in suite])
+        shutil.rmtree(tmp_path / run)
+    assert samples[0] == samples[1] == samples[2]
+    assert [len(s.splitlines()) for s in samples[0]] == [16, 32]
 
 
 def test_the_backend_generates_what_model_generate_gives_each_prompt_alone(embedded_model):

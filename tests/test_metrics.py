@@ -54,6 +54,12 @@ def test_the_loop_stop_point_is_the_same_rule_for_every_backend():
     assert end is not None and end % LOOP_CHECK_EVERY == 0 and end < len(tokens)
     assert loops("".join(words[:end])) and not loops("".join(words[: end - LOOP_CHECK_EVERY]))
     assert loop_stop_point(tokens[:20], lambda ids: "".join(words[i] for i in ids)) is None
+    # never inside a number: "... = 13 x 1" would be graded on the 1 of a 12 still being written
+    numbers = ["Go"] + [" a", " 1", "2", " b", " c"] * 40  # 48 tokens in: "... a 12 b c a 1": not yet
+    decode = lambda ids: "".join(numbers[i] for i in ids)  # noqa: E731
+    end = loop_stop_point(list(range(len(numbers))), decode)
+    assert loops(decode(range(48))) and decode(range(48)).endswith("1")
+    assert end == 80 and decode(range(end)).endswith(" b")  # 64 ends in "12" too
 
 
 def _sample(index, correct, extracted, **extra):

@@ -10,6 +10,8 @@ against it).
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +101,14 @@ def cpu_has_native_bf16() -> bool:
 
 
 def compute_dtype(name: str, backend: str = "transformers") -> str:
-    """The precision ``evaluate.dtype`` stands for with ``backend``: for transformers, ``auto`` is bfloat16 where
-    the hardware computes it natively (a CUDA GPU, a CPU with AVX512-BF16 or AMX; about 1.8x float32's speed on
-    such a CPU), else float32. Other backends get the name as it is (vLLM's ``auto`` is its own)."""
-    if name != "auto" or backend != "transformers":
-        return name
+    """The precision ``evaluate.dtype`` stands for with ``backend``: ``auto`` is bfloat16 where the hardware
+    computes it natively (a CUDA GPU, a CPU with AVX512-BF16 or AMX; about 1.8x float32's speed on such a CPU),
+    else float32; vLLM on a GPU keeps its own ``auto`` (the model's precision); a backend of one's own gets the
+    name as it is."""
     import torch
 
+    if name != "auto" or backend not in BACKENDS or (backend == "vllm" and torch.cuda.is_available()):
+        return name
     return "bfloat16" if torch.cuda.is_available() or cpu_has_native_bf16() else "float32"
 
 
@@ -277,28 +280,75 @@ def vllm_sampling_kwargs(
     }
 
 
+MAX_PROMPT_TOKENS = 1024  # the paper's longest prompt; vLLM sizes its engine for prompt + answer
+
+
+def _ranges(cores: list[int]) -> str:
+    """``[0, 1, 2, 5]`` as ``0-2,5`` (how vLLM's CPU build names cores)."""
+    groups: list[list[int]] = []
+    for core in sorted(cores):
+        if groups and core == groups[-1][-1] + 1:
+            groups[-1].append(core)
+        else:
+            groups.append([core])
+    return ",".join(f"{g[0]}-{g[-1]}" if len(g) > 1 else str(g[0]) for g in groups)
+
+
+def vllm_cpu_settings(model_dir: str | Path, max_tokens: int, sequences: int, dtype: str) -> dict[str, str]:
+    """What vLLM's CPU build reads at engine start, for this job: its OpenMP threads bound to every core this
+    process may use (by default it binds one and reserves the rest), no core reserved, and the KV cache sized for
+    ``sequences`` of ``max_tokens`` (by default it reserves half the memory). Values the user set are kept."""
+    import json
+    import math
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    heads = config.get("num_key_value_heads") or config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    per_token = 2 * config["num_hidden_layers"] * heads * head_dim * (4 if dtype == "float32" else 2)
+    gigabytes = math.ceil(1.25 * per_token * max_tokens * sequences / 2**30)
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    settings = {
+        "VLLM_CPU_OMP_THREADS_BIND": _ranges(sorted(os.sched_getaffinity(0))),
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_CPU_KVCACHE_SPACE": str(max(1, min(gigabytes, int(available // 2)))),
+    }
+    return {key: os.environ.get(key, value) for key, value in settings.items()}
+
+
 class VllmBackend:
-    """vLLM offline generation; ``tensor_parallel_size`` GPUs per model."""
+    """vLLM offline generation: ``tensor_parallel_size`` GPUs per model, or vLLM's CPU build on a machine without
+    one (:func:`vllm_cpu_settings`). ``sequences``: generated at once; ``max_new_tokens``: the longest answer."""
 
     def __init__(
         self,
         model_dir: str | Path,
-        tensor_parallel_size: int,
-        gpu_memory_utilization: float,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
         stop: list[str] = (),
         dtype: str = "auto",
         loop_stop: bool = False,
+        seed: int = 0,
+        max_new_tokens: int = 3072,
+        sequences: int = 256,
     ) -> None:
         try:
+            import torch
             from vllm import LLM
         except ImportError as error:
-            raise ValueError("evaluate.backend 'vllm' needs vLLM installed (GPU machines): pip install vllm") from error
+            raise ValueError(
+                "evaluate.backend 'vllm' needs vLLM installed: make setup-vllm (its CPU build), pip install vllm (GPU)"
+            ) from error
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+        max_model_len = min(config.get("max_position_embeddings", 32768), MAX_PROMPT_TOKENS + max_new_tokens)
+        options: dict[str, Any] = {}
+        if not torch.cuda.is_available():
+            os.environ.update(vllm_cpu_settings(model_dir, max_model_len, sequences, dtype))
+        else:
+            options |= {"tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization}
         self.llm = LLM(
-            model=str(model_dir),
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            dtype=dtype,
-        )
+            model=str(model_dir), dtype=dtype, seed=seed, max_model_len=max_model_len, max_num_seqs=sequences,
+            **options,
+        )  # fmt: skip
         self.tokenizer = self.llm.get_tokenizer()
         self.stop = list(stop)
         self.stop_ids = stop_token_ids(self.tokenizer, _generation_config(model_dir), self.stop)
@@ -356,8 +406,11 @@ def make_backend(name: str, model_dir: str | Path, config) -> TransformersBacken
             config.tensor_parallel_size,
             config.gpu_memory_utilization,
             config.stop,
-            config.dtype,
+            compute_dtype(config.dtype, name),
             config.loop_stop,
+            config.seed,
+            config.max_new_tokens,
+            config.batch_size,
         )
     if name == "transformers":
         return TransformersBackend(model_dir, config.batch_size, config.stop, config.dtype, config.loop_stop)

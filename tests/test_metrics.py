@@ -114,13 +114,14 @@ def test_auto_precision_is_bfloat16_only_where_the_hardware_computes_it(monkeypa
     import torch
 
     assert compute_dtype("float32") == "float32" and compute_dtype("bfloat16") == "bfloat16"
-    assert compute_dtype("auto", "vllm") == "auto"  # vLLM resolves its own
+    assert compute_dtype("auto", "my_module:MyBackend") == "auto"  # a backend of one's own gets the name
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native, expected in ((True, "bfloat16"), (False, "float32")):
         monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda native=native: native)
-        assert compute_dtype("auto") == expected
+        assert compute_dtype("auto") == compute_dtype("auto", "vllm") == expected  # vLLM's CPU build alike
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert compute_dtype("auto") == "bfloat16"
+    assert compute_dtype("auto", "vllm") == "auto"  # vLLM on a GPU: the model's own precision
 
 
 def test_flat_metric_names_are_valid_mlflow_names():

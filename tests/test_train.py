@@ -528,4 +528,4 @@ def test_lora_training_writes_adapter_checkpoints_that_evaluate(tiny_model, tmp_
     suite = [Benchmark("test", "generator", tmp_path / "train.jsonl")]
     config = EvaluateConfig(max_new_tokens=4, batch_size=4)
     rows = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "lora", suite, tmp_path / "eval")
-    assert [row["step"] for row in rows] == [0, 2] and rows[1]["num_problems"] == 4
+    assert [row["step"] for row in rows] == [0, 2] and rows[1]["test.num_problems"] == 4

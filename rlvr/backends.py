@@ -1,7 +1,7 @@
 """Generation backends behind one interface: ``generate(prompts, protocol, max_new_tokens, seed)``.
 
 - ``transformers``: CPU or GPU, batched with left padding, prompts of similar length batched together.
-- ``vllm``: GPU only, tensor parallel; a thin adapter (vLLM is imported only when it is used).
+- ``vllm``: GPU (tensor parallel) or vLLM's CPU build; a thin adapter (vLLM is imported only when it is used).
 Both return, per prompt, ``num_samples`` :class:`Completion` (its text, and whether the token budget cut it).
 Heavy libraries are imported inside, so this module is cheap to import (the config validates backend names
 against it).
@@ -72,12 +72,18 @@ def loop_stop_point(tokens: list[int], decode) -> int | None:
 
 def stop_token_ids(tokenizer, generation_config, stop: list[str]) -> list[int]:
     """Token ids generation ends at: the model's end-of-text/-turn ids (tokenizer and generation config) and every
-    stop string that is one token of the vocabulary (for Qwen: ``<|im_end|>`` 151645, ``<|endoftext|>`` 151643)."""
+    stop string that is one special token (for Qwen: ``<|im_end|>`` 151645, ``<|endoftext|>`` 151643). Other stop
+    strings are found in the text, as vLLM finds them (``=`` also ends ``" ="``)."""
     ids = [tokenizer.eos_token_id, getattr(generation_config, "eos_token_id", None)]
-    vocabulary = tokenizer.get_vocab()
-    ids += [vocabulary.get(text) for text in stop]
+    special = special_tokens(tokenizer)
+    ids += [special.get(text) for text in stop]
     flat = [i for entry in ids for i in (entry if isinstance(entry, list | tuple) else [entry])]
     return sorted({int(i) for i in flat if i is not None})
+
+
+def special_tokens(tokenizer) -> dict[str, int]:
+    """The tokenizer's special tokens (which decoding skips) by text."""
+    return {token.content: i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
 
 
 def _generation_config(model_dir: str | Path):
@@ -148,8 +154,8 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.stop = list(stop)
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config, self.stop)
-        vocabulary = self.tokenizer.get_vocab()
-        self.text_stops = [text for text in self.stop if text not in vocabulary]  # the others are stop ids
+        special = special_tokens(self.tokenizer)
+        self.text_stops = [text for text in self.stop if text not in special]  # the others are stop ids
         self.loop_stop = loop_stop
 
     def generate(
@@ -330,6 +336,7 @@ class VllmBackend:
         seed: int = 0,
         max_new_tokens: int = 3072,
         sequences: int = 256,
+        enforce_eager: bool = False,
     ) -> None:
         try:
             import torch
@@ -343,11 +350,14 @@ class VllmBackend:
         options: dict[str, Any] = {}
         if not torch.cuda.is_available():
             os.environ.update(vllm_cpu_settings(model_dir, max_model_len, sequences, dtype))
+            # whole prompts only: a prompt prefilled in parts discards a sampled token, and vLLM then rewinds the
+            # request's seeded generator, which a CPU generator cannot ("CPU Generator does not use offset")
+            options |= {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
         else:
             options |= {"tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization}
         self.llm = LLM(
             model=str(model_dir), dtype=dtype, seed=seed, max_model_len=max_model_len, max_num_seqs=sequences,
-            **options,
+            enforce_eager=enforce_eager, **options,
         )  # fmt: skip
         self.tokenizer = self.llm.get_tokenizer()
         self.stop = list(stop)
@@ -369,6 +379,8 @@ class VllmBackend:
         """A vLLM sample (``finish_reason`` "length": the budget ended it; "stop": an end token or stop string),
         cut where the loop stop would have ended it (vLLM has no such stop of its own)."""
         tokens = list(sample.token_ids)
+        if tokens and tokens[-1] in self.stop_ids:
+            tokens.pop()  # vLLM counts the end token; the transformers backend, as the text, does not
         decode = functools.partial(self.tokenizer.decode, skip_special_tokens=True)
         if self.loop_stop and (end := loop_stop_point(tokens, decode)) is not None:
             return Completion(cut_at_stop(decode(tokens[:end]), self.stop), end, "loop")
@@ -411,6 +423,7 @@ def make_backend(name: str, model_dir: str | Path, config) -> TransformersBacken
             config.seed,
             config.max_new_tokens,
             config.batch_size,
+            config.enforce_eager,
         )
     if name == "transformers":
         return TransformersBackend(model_dir, config.batch_size, config.stop, config.dtype, config.loop_stop)

@@ -142,6 +142,8 @@ def result_key(
     dtype = compute_dtype(config.dtype, config.backend)
     settings = [config.max_new_tokens, config.seed, config.backend, config.stop, dtype, config.loop_stop]
     settings += [config.batch_size, GRADING_VERSION]  # bfloat16 samples change with the batch's composition
+    if config.enforce_eager and config.backend == "vllm":
+        settings.append("eager")  # other kernels than the compiled graph's
     payload = [model_identity(model_dir), rows, prompts, asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -249,12 +251,17 @@ def plan(
 _BACKEND: dict = {}  # this process's loaded backend, kept while its jobs are for the same model
 
 
+def load_backend(model_dir: Path, config: EvaluateConfig):
+    """This process's backend for ``model_dir``: the loaded one, or (after freeing it) a new one."""
+    if _BACKEND.get("dir") != Path(model_dir):
+        close_backend()
+        _BACKEND.update(dir=Path(model_dir), backend=make_backend(config.backend, model_dir, config))
+    return _BACKEND["backend"]
+
+
 def run_job(job: Job, config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> dict:
     """Generate, grade and write one job's samples and metrics; returns the metrics."""
-    if _BACKEND.get("dir") != job.model_dir:
-        close_backend()
-        _BACKEND.update(dir=job.model_dir, backend=make_backend(config.backend, job.model_dir, config))
-    backend = _BACKEND["backend"]
+    backend = load_backend(job.model_dir, config)
     generated = backend.generate(job.prompts, job.protocol, config.max_new_tokens, config.seed)
     completions = [[as_completion(s, backend.tokenizer, config.max_new_tokens) for s in g] for g in generated]
     before = bounded.stats()

@@ -8,6 +8,7 @@ tests run longer (``make test-all``); ``gpu`` tests need CUDA (``scripts/gpu_che
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -26,16 +27,26 @@ TESTS = ROOT / "tests"
 SHARED_DATA = Path(os.environ.get("RLVR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+def _missing(message: str) -> None:
+    """Skip the test, except under ``CI=true``, where what is missing fails it rather than hiding it."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: skips are not allowed)")
+    pytest.skip(message)
+
+
 def require(relative: str) -> Path:
-    """A file of the reference folder beside the checkout (``data/...`` or ``docs/...``). Where it is absent the
-    test skips, except under ``CI=true``, where a missing file fails the test rather than hiding it."""
+    """A file of the reference folder beside the checkout (``data/...`` or ``docs/...``); where it is absent the
+    test skips (fails under CI)."""
     path = SHARED_DATA.parent / relative
     if not path.exists():
-        message = f"reference file not found: {path}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: skips are not allowed)")
-        pytest.skip(message)
+        _missing(f"reference file not found: {path}")
     return path
+
+
+def require_vllm() -> None:
+    """vLLM (its CPU build here: ``make setup-vllm``); where it is not installed the test skips (fails under CI)."""
+    if importlib.util.find_spec("vllm") is None:
+        _missing("vLLM is not installed (make setup-vllm)")
 
 
 @pytest.fixture

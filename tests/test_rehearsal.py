@@ -5,9 +5,10 @@ Each preset runs every stage (the same ``rlvr.stages.run`` both runners call) wi
 shrink it or move it off the GPU: the tiny model (the embedded model's tokenizer and chat template, random weights)
 in place of the preset's, a few problems of each benchmark
 from ``../shared/data``, the first DSR-sub rows as the pool with a history file in the official format, two
-training steps and one checkpoint, short answers. Everything else is the preset's own: templates, rewards, loss,
-the evaluation protocols, stop strings, grading and the paper comparison. A preset that cannot run so fails with
-its reason; none is skipped.
+training steps and one checkpoint, short answers, TRL generating the rollouts. Everything else is the preset's own:
+templates, rewards, loss, the evaluation protocols, stop strings, grading, the paper comparison, and the evaluation
+backend, vLLM (its CPU build here, ``make setup-vllm``; one engine per checkpoint, started without compiled graphs).
+A preset that cannot run so fails with its reason; none is skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, require
+from conftest import ROOT, require, require_vllm
 from scipy.stats import binomtest
 
 from rlvr import stages, tracking
@@ -67,9 +68,8 @@ def miniature(preset: Path, model: Path, data: Path, history: Path, work: Path) 
         f"history.file={history}",
         f"evaluate.limit={PROBLEMS}",
         f"evaluate.max_new_tokens={ANSWER_TOKENS}",
-        "evaluate.backend=transformers",
+        "evaluate.enforce_eager=true",  # the preset's vllm backend (its CPU build here); an engine starts faster
         "evaluate.batch_size=64",
-        "evaluate.workers=1",  # the same samples as several workers; no processes to start for a few problems
         f"train.max_steps={STEPS}",
         f"train.save_steps={STEPS}",
         "train.sample_steps=0",
@@ -104,6 +104,7 @@ def _by_hand(samples: list[dict], key: str) -> float:
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_each_paper_preset_runs_end_to_end_in_miniature(preset, rehearsal_inputs, tmp_path, monkeypatch):
+    require_vllm()
     inputs = rehearsal_inputs
     overrides = miniature(preset, inputs["model"], inputs["data"], inputs["history"], tmp_path)
     original = load_params(preset)  # from the repository root: its accelerate config is checked
@@ -137,6 +138,7 @@ def test_each_paper_preset_runs_end_to_end_in_miniature(preset, rehearsal_inputs
             assert result["protocol"] == {"num_samples": num_samples, "temperature": temperature, "top_p": top_p}
             assert result["generation"]["stop"] == OFFICIAL_STOP == original.evaluate.stop
             assert result["generation"]["max_new_tokens"] == ANSWER_TOKENS and not result["generation"]["loop_stop"]
+            assert result["generation"]["backend"] == original.evaluate.backend == "vllm"
             samples = read_records(Path(paths.eval_dir) / "samples" / f"step-{step}" / f"{name}.jsonl")
             assert len(samples) == PROBLEMS * num_samples and result["samples_per_problem"] == num_samples
             assert all(s["length"] <= ANSWER_TOKENS and s["cut"] == (s["finish"] == "length") for s in samples)

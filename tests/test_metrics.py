@@ -160,3 +160,25 @@ def test_intervals_and_paired_tests_against_known_values():
         {str(i): s for i, s in enumerate(scores)}, {str(i): min(1.0, s + 0.25) for i, s in enumerate(scores)}
     )
     assert shifted["p_value"] < 0.01
+
+
+def test_vllm_cpu_settings_bind_every_allowed_core_and_size_the_kv_cache(tmp_path, monkeypatch):
+    import json
+    import os
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576})
+    )
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 5, 7, 8})
+    for key in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING"):
+        monkeypatch.delenv(key, raising=False)
+    settings = backends.vllm_cpu_settings(tmp_path, 1408, 128, "bfloat16")
+    assert settings["VLLM_CPU_OMP_THREADS_BIND"] == "0-2,5,7-8" and settings["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    # 2 (keys, values) x 30 layers x 3 heads x 64 dims x 2 bytes = 23,040 bytes a token; x 1408 x 128, +25%: 4.8 GiB
+    assert settings["VLLM_CPU_KVCACHE_SPACE"] == "5" and settings["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    monkeypatch.setattr(os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 64 * 2**18}[name])
+    assert backends.vllm_cpu_settings(tmp_path, 1408, 128, "float32")["VLLM_CPU_KVCACHE_SPACE"] == "10"
+    monkeypatch.setattr(os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 8 * 2**18}[name])
+    assert backends.vllm_cpu_settings(tmp_path, 1408, 128, "float32")["VLLM_CPU_KVCACHE_SPACE"] == "4"  # half of 8
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2")  # what the user set is kept
+    assert backends.vllm_cpu_settings(tmp_path, 1408, 128, "float32")["VLLM_CPU_KVCACHE_SPACE"] == "2"

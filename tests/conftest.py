@@ -27,7 +27,7 @@ TESTS = ROOT / "tests"
 SHARED_DATA = Path(os.environ.get("RLVR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-def _missing(message: str) -> None:
+def missing(message: str) -> None:
     """Skip the test, except under ``CI=true``, where what is missing fails it rather than hiding it."""
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI=true: skips are not allowed)")
@@ -39,14 +39,14 @@ def require(relative: str) -> Path:
     test skips (fails under CI)."""
     path = SHARED_DATA.parent / relative
     if not path.exists():
-        _missing(f"reference file not found: {path}")
+        missing(f"reference file not found: {path}")
     return path
 
 
 def require_vllm() -> None:
     """vLLM (its CPU build here: ``make setup-vllm``); where it is not installed the test skips (fails under CI)."""
     if importlib.util.find_spec("vllm") is None:
-        _missing("vLLM is not installed (make setup-vllm)")
+        missing("vLLM is not installed (make setup-vllm)")
 
 
 @pytest.fixture

@@ -390,9 +390,12 @@ class VllmBackend:
         return Completion(sample.text, len(tokens), "length" if sample.finish_reason == "length" else "stop")
 
     def close(self) -> None:
-        """Free the GPU before the next checkpoint's engine starts."""
+        """Free the memory (GPU, or the CPU's KV cache) before the next checkpoint's engine starts. The engine is
+        shut down first: an engine core in this process freezes what it allocates at start (``gc.freeze``: weights,
+        KV cache) until its shutdown, so deleting it alone kept every checkpoint's engine (5.5 GB each, measured)."""
         import gc
 
+        self.llm.llm_engine.engine_core.shutdown()
         del self.llm
         gc.collect()
         try:

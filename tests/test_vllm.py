@@ -5,6 +5,8 @@ Where vLLM is not installed these tests skip, except under ``CI=true``, where th
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import require_vllm
 
@@ -78,3 +80,21 @@ def test_vllm_sampling_gives_n_completions_reproducible_by_seed(engine, prompts)
     assert texts == [[c.text for c in samples] for samples in again]
     assert texts != [[c.text for c in samples] for samples in other]
     assert any(len(set(samples)) > 1 for samples in texts)  # samples of one prompt differ: it does sample
+
+
+def _resident_bytes() -> int:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_closing_an_engine_frees_its_kv_cache(tiny_model):
+    """Checkpoints' engines run one after the other in the evaluating process: each closed one gives its KV cache
+    back (at least 1 GB each here), or a run of checkpoints runs out of memory."""
+    require_vllm()
+    from rlvr.backends import make_backend
+
+    config = EvaluateConfig(backend="vllm", dtype="float32", max_new_tokens=TOKENS, batch_size=16, enforce_eager=True)
+    make_backend("vllm", tiny_model, config).close()  # the first start loads vLLM's own modules and kernels
+    before = _resident_bytes()
+    for _ in range(3):
+        make_backend("vllm", tiny_model, config).close()
+    assert _resident_bytes() - before < 2**30

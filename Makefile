@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/python -m pytest
+PLOTS_PAGE := $(VENV)/share/vega/page.html
 export HF_HUB_OFFLINE ?= 1
 # no usage reporting from DVC or Prefect: runs stay local and offline machines do not wait on it
 export DVC_NO_ANALYTICS ?= 1
@@ -11,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: setup setup-vllm setup-gemma run run-families flow test test-fast test-rehearsal test-all browser bench lint deps mlflow-ui gpu-wheels clean
+.PHONY: setup setup-vllm setup-gemma run run-families families-pipeline flow test test-fast test-rehearsal test-all browser plots bench bench-help lint deps mlflow-ui gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,14 @@ run: setup
 run-families: setup-gemma
 	$(BIN)/python -m flows.cross_family --matrix configs/matrix/embedded.yaml
 
+# The cross-family matrix as DVC stages (families/stages.yaml), opt-in: a families/dvc.yaml in the project would
+# put its never-run stages into the default pipeline's `dvc status`. An edited copy is never overwritten.
+families/dvc.yaml: families/stages.yaml
+	@if [ -f $@ ] && ! cmp -s $@ $<; then echo "$@ differs from $<: remove it to take the new one" >&2; exit 1; fi
+	cp $< $@
+
+families-pipeline: families/dvc.yaml
+
 flow: setup
 	$(BIN)/python -m flows.experiment --params params.yaml
 
@@ -63,10 +72,10 @@ test-fast: setup
 test-rehearsal: setup setup-vllm
 	$(PYTEST) -m rehearsal
 
-test: setup setup-vllm browser
+test: setup setup-vllm browser $(PLOTS_PAGE)
 	$(PYTEST) -m "not slow and not gpu"
 
-test-all: setup setup-vllm browser
+test-all: setup setup-vllm browser $(PLOTS_PAGE)
 	$(PYTEST) -m ""
 
 # Headless Chromium for the HTML report test (Debian/Ubuntu, as root); elsewhere that test skips (fails under CI).
@@ -75,8 +84,22 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		chromium chromium-driver >/dev/null; } || echo "chromium not installed: the HTML report test will skip"
 
+# `dvc plots show` without a network: DVC's page loads Vega from a CDN; this page template holds the same versions
+# (from the npm registry, `npm pack`), inlined. The plots land in outputs/plots/index.html.
+$(PLOTS_PAGE): scripts/dvc_plots_page.py | $(BIN)/.installed
+	mkdir -p $(@D)
+	cd $(@D) && npm pack --silent $$($(CURDIR)/$(BIN)/python $(CURDIR)/scripts/dvc_plots_page.py --packages) >/dev/null
+	$(BIN)/python scripts/dvc_plots_page.py $(@D) > $@.tmp && mv $@.tmp $@
+
+plots: setup $(PLOTS_PAGE)
+	PATH=$(CURDIR)/$(BIN):$$PATH dvc plots show --html-template $(CURDIR)/$(PLOTS_PAGE) -o outputs/plots
+
 bench: setup setup-vllm
 	$(BIN)/python scripts/bench_generation.py --out outputs/bench_generation.json
+
+# How long each command's --help takes, against the interpreter's own start (no model is loaded).
+bench-help: setup
+	$(BIN)/python scripts/bench_help.py --out outputs/bench_help.json
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,7 +1,5 @@
-"""Cross-family flows over a matrix file (``rlvr.matrix``): the whole matrix, and its (nightly) evaluation.
-
-    python -m flows.cross_family --matrix configs/matrix/smoke.yaml
-    python -m flows.cross_family --matrix configs/matrix/smoke.yaml --evaluate-only
+"""Cross-family flows over a matrix file (``rlvr.matrix``): the whole matrix, and its (nightly) evaluation; their
+command line is ``python -m flows.cross_family``.
 
 Each cell runs as a subflow with its own MLflow parent run, nested under the matrix's run; a model's first
 stages are shared by its cells through their cache keys. One report covers every cell.
@@ -16,8 +14,9 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 from prefect.runtime import flow_run
 
-from flows.experiment import FanOut, evaluation_round, run_stages
-from flows.runners import flow_cli, parse_flow_args, publish_report
+from flows.cli import FanOut
+from flows.experiment_flow import evaluation_round, run_stages
+from flows.runners import publish_report
 from rlvr import tracking
 from rlvr.checkpoints import RUN_FILE
 from rlvr.config import Overrides, override_values
@@ -99,16 +98,3 @@ def cross_family_evaluation(
             with tracking.parent_run(cell.params.mlflow, key, "prefect-evaluation", tags=tags, pipeline=False) as run:
                 evaluation_round(cell.params, run, fan_out or FanOut())
         return cross_family_report(matrix_path, matrix_run_id, values)
-
-
-def main() -> None:
-    cli = flow_cli("python -m flows.cross_family", __doc__, "--matrix", "configs/matrix/smoke.yaml", load_matrix)
-    cli.add_argument("--evaluate-only", action="store_true", help="only evaluate new checkpoints, then report")
-    args = parse_flow_args(cli, "matrix")
-    fan_out = FanOut(task_runner=args.task_runner, dask_address=args.dask_address)
-    run = cross_family_evaluation if args.evaluate_only else cross_family
-    print("report written to", run(args.matrix, fan_out, args.overrides or None))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,5 @@
-"""The experiment flow (one model x one example set): the same stages, params and outputs as ``dvc repro``.
-
-    python -m flows.experiment --params params.yaml
+"""The experiment flows (one model x one example set): the same stages, params and outputs as ``dvc repro``; their
+command line is ``python -m flows.experiment``.
 
 Each stage is a cached task (``tasks.stages``): a rerun with unchanged inputs skips it. Checkpoint evaluation
 fans out, one task per model, on the task runner ``fan_out`` names (threads, or a Dask cluster).
@@ -10,13 +9,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
-from pydantic import BaseModel
 
-from flows.runners import flow_cli, make_task_runner, parse_flow_args, publish_report
+from flows.cli import FanOut
+from flows.runners import make_task_runner, publish_report
 from rlvr import lineage, stages, tracking
 from rlvr.checkpoints import is_finished
 from rlvr.config import Overrides, Params, load_params, override_values, parse_params, to_dict
@@ -26,15 +24,6 @@ from rlvr.files import content_hash
 from tasks.stages import TASKS, cached, evaluate_checkpoint, training_state
 
 RUNS_ROOT = "outputs/runs"  # the outputs of an on-demand run with overrides, one folder per set of overrides
-
-
-class FanOut(BaseModel):
-    """Where checkpoint evaluation runs: ``threads`` here, or ``dask`` (a scheduler ``dask_address``, or a
-    local cluster of ``workers`` processes)."""
-
-    task_runner: Literal["threads", "dask"] = "threads"
-    dask_address: str | None = None
-    workers: int | None = None
 
 
 @flow(name="evaluate-models", validate_parameters=False)
@@ -126,14 +115,3 @@ def evaluate_new_checkpoints(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{params.paths.train_dir}: training not finished after {timeout_minutes} minutes")
             time.sleep(poll_seconds)
-
-
-def main() -> None:
-    cli = flow_cli("python -m flows.experiment", __doc__, "--params", "params.yaml", load_params)
-    args = parse_flow_args(cli, "params")
-    fan_out = FanOut(task_runner=args.task_runner, dask_address=args.dask_address)
-    print("report written to", one_shot_rlvr(args.params, args.overrides or None, fan_out=fan_out))
-
-
-if __name__ == "__main__":
-    main()

@@ -10,18 +10,12 @@ local cluster of ``workers`` processes.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from rlvr.config import Params, parse_overrides
-from rlvr.errors import ConfigError, InputError
-
-TASK_RUNNERS = ("threads", "dask")
+from flows.cli import TASK_RUNNERS
+from rlvr.config import Params
 
 
 def make_task_runner(kind: str = "threads", address: str | None = None, workers: int | None = None) -> TaskRunner:
@@ -35,46 +29,6 @@ def make_task_runner(kind: str = "threads", address: str | None = None, workers:
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 1, "threads_per_worker": 1})
     raise ValueError(f"task_runner must be one of {', '.join(TASK_RUNNERS)}, got {kind!r}")
-
-
-def flow_cli(
-    prog: str, description: str, input_option: str, default: str, check: Callable[..., Any]
-) -> argparse.ArgumentParser:
-    """A flow's command line: its input file, ``--set`` overrides and the fan-out options."""
-    cli = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    cli.add_argument(input_option, default=default, help="input file (default: %(default)s)")
-    cli.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a params value (repeatable), e.g. --set train.learning_rate=3e-5; read as YAML",
-    )
-    cli.add_argument(
-        "--task-runner",
-        choices=TASK_RUNNERS,
-        default="threads",
-        help="where checkpoints are evaluated (default: threads)",
-    )
-    cli.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
-    cli.set_defaults(check=check)
-    return cli
-
-
-def parse_flow_args(cli: argparse.ArgumentParser, input_name: str) -> argparse.Namespace:
-    """Parsed arguments, the input file and overrides checked first: a bad one exits with one line naming it,
-    status 2. ``args.overrides`` holds the ``--set`` values as nested sections."""
-    args = cli.parse_args()
-    try:
-        args.overrides = parse_overrides(args.assignments)
-        args.check(getattr(args, input_name), args.overrides)
-    except (ConfigError, InputError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    return args
 
 
 def publish_report(params: Params, parent_id: str | None, key_prefix: str = "") -> None:

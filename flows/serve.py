@@ -10,18 +10,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from prefect import serve
-from prefect.deployments.runner import RunnerDeployment
-from prefect.flows import load_flow_from_entrypoint
-from prefect.schedules import Cron
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
 
 PROJECT_FILE = Path("prefect.yaml")
 
 
 def deployments(project_file: Path = PROJECT_FILE, only: list[str] | None = None) -> list[RunnerDeployment]:
     """The deployments of ``project_file`` (name, entrypoint, parameters, cron schedules) as served ones."""
+    from prefect.flows import load_flow_from_entrypoint  # here, not at the top: --help answers before Prefect loads
+    from prefect.schedules import Cron
+
     spec = yaml.safe_load(project_file.read_text())
     served = []
     for entry in spec["deployments"]:
@@ -43,7 +46,9 @@ def deployments(project_file: Path = PROJECT_FILE, only: list[str] | None = None
 
 
 def main() -> None:
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli = argparse.ArgumentParser(
+        prog="python -m flows.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     cli.add_argument("--only", nargs="+", help="deployment names (default: all)")
     args = cli.parse_args()
     try:
@@ -51,6 +56,8 @@ def main() -> None:
     except (OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    from prefect import serve
+
     serve(*served)
 
 

@@ -1,4 +1,5 @@
-"""The cross-family matrix as DVC stages (families/dvc.yaml): a model's first stages, a cell, the report.
+"""The cross-family matrix as DVC stages (families/stages.yaml, in place as families/dvc.yaml): a model's first
+stages, a cell, the report.
 
     python -m pipelines.matrix base --matrix families/matrix.yaml --model NAME      # model, data, history
     python -m pipelines.matrix cell --matrix FILE --model NAME --examples NAME --algorithm NAME
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 
-from rlvr import stages, tracking
+from rlvr import stages
 from rlvr.cli import run
 from rlvr.config import parse_overrides
 from rlvr.matrix import load_matrix, write_report
 
 
 def main(args: argparse.Namespace, _params) -> None:
+    from rlvr import tracking  # here: --help answers before MLflow loads
+
     matrix = load_matrix(args.matrix, parse_overrides(args.assignments))
     if args.part == "report":
         write_report(matrix)

@@ -1,12 +1,18 @@
 """Report stage: tables (with 95% intervals and paired tests against the base model), figures and findings,
 as report.md, report.html and PNGs, for this run and the MLflow runs it is compared with."""
 
-from rlvr import report
 from rlvr.cli import stage_main
+
+
+def main(_args, params) -> None:
+    from rlvr import report  # here: --help answers before the stage's imports load
+
+    report.run(params)
+
 
 if __name__ == "__main__":
     stage_main(
-        report,
+        "report",
         __doc__,
         {
             "--train-dir": ("train_dir", "train stage output"),
@@ -14,4 +20,5 @@ if __name__ == "__main__":
             "--selection": ("selection", "selected training rows"),
             "--out": ("report_dir", "output directory"),
         },
+        main,
     )

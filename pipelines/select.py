@@ -13,25 +13,22 @@ from rlvr.cli import add_path_flags, parser, run
 from rlvr.config import Params, SelectConfig
 from rlvr.select import METHODS, run_select
 
-OPTIONS = ("method", "ranks", "repeat", "seed")
+STANDALONE = {"method": "std", "ranks": "1", "repeat": 1, "seed": 0}  # the options' defaults without --params
 
 
 def main(args, params: Params | None) -> None:
     if params is None:
         if not (args.path_history and args.path_pool and args.path_selection):
             raise ValueError("--history, --pool and --out are required without --params")
+        given = {
+            key: default if getattr(args, key) is None else getattr(args, key) for key, default in STANDALONE.items()
+        }
+        method, ranks, repeat, seed = (given[key] for key in ("method", "ranks", "repeat", "seed"))
         run_select(
-            args.path_history,
-            args.path_pool,
-            args.method or "std",
-            args.ranks or "1",
-            args.repeat or 1,
-            args.path_selection,
-            args.path_ranking,
-            args.seed or 0,
+            args.path_history, args.path_pool, method, ranks, repeat, args.path_selection, args.path_ranking, seed
         )
         return
-    chosen = {key: getattr(args, key) for key in OPTIONS if getattr(args, key) is not None}
+    chosen = {key: getattr(args, key) for key in STANDALONE if getattr(args, key) is not None}
     chosen_select = SelectConfig.model_validate(params.select.model_dump() | chosen)
     select.run(params.model_copy(update={"select": chosen_select}))
 
@@ -47,8 +44,15 @@ if __name__ == "__main__":
             "--ranking": ("ranking", "ranking table, .csv"),
         },
     )
-    cli.add_argument("--method", choices=sorted(METHODS), help="ranking method (default: std)")
-    cli.add_argument("--ranks", help="ranks to keep: 1, 1,13 or 1-16 (default: 1)")
-    cli.add_argument("--repeat", type=int, help="rows in the output, the selection repeated (default: 1)")
-    cli.add_argument("--seed", type=int, help="seed of the random method (default: 0)")
+    unset = "(default: the params' select.{}; without --params, {})"
+    cli.add_argument(
+        "--method", choices=sorted(METHODS), help="ranking method " + unset.format("method", STANDALONE["method"])
+    )
+    cli.add_argument("--ranks", help="ranks to keep: 1, 1,13 or 1-16 " + unset.format("ranks", STANDALONE["ranks"]))
+    cli.add_argument(
+        "--repeat",
+        type=int,
+        help="rows in the output, the selection repeated " + unset.format("repeat", STANDALONE["repeat"]),
+    )
+    cli.add_argument("--seed", type=int, help="seed of the random method " + unset.format("seed", STANDALONE["seed"]))
     run(main, cli.parse_args())

@@ -5,7 +5,6 @@ last complete checkpoint, a run with other settings moves the earlier one aside.
 
 import json
 
-from rlvr import train
 from rlvr.cli import add_path_flags, parser, run
 
 
@@ -15,6 +14,8 @@ def main(args, params) -> None:
 
         print(json.dumps(effective_config(params), indent=2))
         return
+    from rlvr import train  # here: --help answers before torch and TRL load
+
     train.run(params)
 
 

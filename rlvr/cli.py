@@ -11,7 +11,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from types import ModuleType
 
 from rlvr.config import Params, load_params, parse_overrides
 from rlvr.errors import ConfigError, InputError
@@ -80,10 +79,12 @@ def run(main: Callable[[argparse.Namespace, Params | None], object], args: argpa
         sys.exit(130)
 
 
-def stage_main(stage: ModuleType, description: str, flags: dict[str, tuple[str, str]]) -> None:
-    """The entry point of a stage module (``rlvr.<stage>``, imported by the entry point itself, so that its code
-    is the entry point's): parse the command line, run ``stage.run(params)``."""
-    name = stage.__name__.rsplit(".", 1)[-1]
+def stage_main(
+    name: str, description: str, flags: dict[str, tuple[str, str]], main: Callable[[argparse.Namespace, Params], object]
+) -> None:
+    """The entry point of stage ``name`` (``python -m pipelines.<name>``): parse the command line, then
+    ``main(args, params)``, which imports the stage's module itself (so that ``--help`` and a bad params file
+    answer before torch, TRL and MLflow load, and the stage's code is the entry point's)."""
     cli = parser(f"python -m pipelines.{name}", description)
     add_path_flags(cli, flags)
-    run(lambda args, params: stage.run(params), cli.parse_args())
+    run(main, cli.parse_args())

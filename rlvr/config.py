@@ -145,6 +145,11 @@ class DataConfig(Section):
         test set that is also listed in ``benchmarks`` is that benchmark, once), else ``test``."""
         return "test" if self.test in ("generator", "file") else self.test
 
+    @property
+    def suite_names(self) -> list[str]:
+        """The names of the evaluated sets, each once: the held-out test set, then every other benchmark."""
+        return [self.test_name] + [name for name in self.benchmark_names if name != self.test_name]
+
     @staticmethod
     def benchmark_name(entry: str | BenchmarkFile) -> str:
         return entry if isinstance(entry, str) else entry.name
@@ -533,7 +538,16 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
     try:
         return parse_params(merge(values, overrides or {}))
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from error
+        raise ConfigError(f"{'--set' if overrides and _valid(values) else path}: {error}") from error
+
+
+def _valid(values: dict[str, Any]) -> bool:
+    """Whether ``values`` are valid params (an error then lies in the overrides)."""
+    try:
+        parse_params(values)
+    except ConfigError:
+        return False
+    return True
 
 
 def to_dict(config: BaseModel) -> dict[str, Any]:

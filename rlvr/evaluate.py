@@ -5,8 +5,8 @@ Per model and benchmark: ``steps/step-N/<benchmark>.json`` (metrics, protocol, M
 correct, shape flags). A model and benchmark already evaluated with the same weights, problems, prompt, protocol
 and settings is skipped, so rerunning the stage evaluates only new checkpoints (or changed settings).
 ``by_step.json`` holds one row per step (every benchmark's metrics as ``<benchmark>.<metric>``, and their average
-over every evaluated benchmark as ``average.<metric>``); ``metrics.json`` the benchmarks averaged, the base and the
-best step.
+over every evaluated benchmark as ``average.<metric>``); ``metrics.json`` the headline numbers of the base model
+and the best step (:func:`headline_metrics`).
 """
 
 from __future__ import annotations
@@ -66,12 +66,9 @@ def suite(params: Params) -> list[Benchmark]:
     """Every evaluated set, each once: the held-out test set (``data.test``) under its dataset's name where that is
     a registry benchmark (``test`` for a generated set or a file of one's own), then every other benchmark. A test
     set that is also a listed benchmark is that benchmark, once."""
-    paths, test_dataset = params.paths, params.data.test
-    test_name = params.data.test_name
-    benchmarks = [Benchmark(test_name, test_dataset, Path(paths.test))]
-    names = params.data.benchmark_names
-    benchmarks += [Benchmark(n, n, Path(paths.benchmarks_dir) / f"{n}.jsonl") for n in names if n != test_name]
-    return benchmarks
+    paths, (test_name, *others) = params.paths, params.data.suite_names
+    benchmarks = [Benchmark(test_name, params.data.test, Path(paths.test))]
+    return benchmarks + [Benchmark(n, n, Path(paths.benchmarks_dir) / f"{n}.jsonl") for n in others]
 
 
 def grade_sample(completion: str, gold: str, template: Template, dataset: str) -> dict:
@@ -396,12 +393,27 @@ def run_evaluate(
             flat = {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()}
             on_result(step, flat | {k: v for k, v in row.items() if k.startswith("average.")})
         rows_by_step.append(row)
-    write_json(out_dir / "by_step.json", rows_by_step)
-    best = best_row(rows_by_step, headline_mode)
-    summary = {"headline_mode": headline_mode, "average_of": [b.name for b in benchmarks]}
-    summary |= {"base": rows_by_step[0], "best": best}
-    write_json(out_dir / "metrics.json", summary | {"num_checkpoints": len(models) - 1})
+    columns = list(dict.fromkeys(key for row in rows_by_step for key in row))  # every row has every key (null
+    rows_by_step = [{key: row.get(key) for key in columns} for row in rows_by_step]  # where none, as gains at step 0):
+    write_json(out_dir / "by_step.json", rows_by_step)  # DVC's plots draw nothing from rows of different keys
+    write_json(out_dir / "metrics.json", headline_metrics(rows_by_step, [b.name for b in benchmarks], headline_mode))
     return rows_by_step
+
+
+def headline_metrics(rows: list[dict], names: list[str], mode: str) -> dict:
+    """``metrics.json`` (what ``dvc metrics show`` and ``dvc exp show`` list): for the base model and the best
+    checkpoint, the step, the benchmark average under each grading mode and each benchmark's accuracy under
+    ``mode``; every other number is in ``by_step.json``."""
+    keys = [f"average.accuracy_{m}" for m in GRADING_MODES] + [f"{name}.accuracy_{mode}" for name in names]
+
+    def short(row: dict | None) -> dict | None:
+        return None if row is None else {"step": row["step"]} | {key: row[key] for key in keys if key in row}
+
+    best = best_row(rows, mode)
+    return {"headline_mode": mode, "average_of": names, "num_checkpoints": len(rows) - 1} | {
+        "base": short(rows[0]),
+        "best": short(best),
+    }
 
 
 def register_best(params: Params, best: dict | None) -> None:
@@ -438,5 +450,5 @@ def run(params: Params, parent_id: str | None = None) -> list[dict]:
             table = [{key: row.get(key) for key in SAMPLE_COLUMNS} for row in read_records(path)]
             tracking.log_table(table, f"samples/{path.parent.name}/{path.stem}.json")
         if params.mlflow.register_best:
-            register_best(params, read_json(eval_dir / "metrics.json")["best"])
+            register_best(params, best_row(rows, params.report.headline_mode))
         return rows

@@ -230,7 +230,8 @@ def _from_stage_runs(client, parent, stages: dict) -> RunResult:
 def summary(params: Params, run: RunResult) -> tuple[dict[str, str], dict[str, float]]:
     """What a pipeline (parent) run carries so that MLflow's runs table and compare view show it: the key
     params of the experiment and its summary metrics (base and best benchmark average per grading mode, best
-    step, saturation step, post-saturation gain)."""
+    step, saturation step, post-saturation gain; and, in percent, base, best and gain under the headline grading:
+    ``VIEW_METRICS``)."""
     config_file = Path(params.paths.model_dir) / "config.json"
     family = read_json(config_file).get("model_type", "?") if config_file.is_file() else "?"
     train = params.train
@@ -268,4 +269,12 @@ def summary(params: Params, run: RunResult) -> tuple[dict[str, str], dict[str, f
         "post_saturation_gain_to_last": post.gain_to_last,
     }
     metrics |= {key: float(value) for key, value in extra.items() if value is not None}
+    base, top = (metrics.get(f"{label}.average.accuracy_{headline}") for label in ("base", "best"))
+    percent = {"base_pct": base, "best_pct": top, "gain_pts": None if None in (base, top) else top - base}
+    metrics |= {key: 100 * value for key, value in percent.items() if value is not None}
     return {f"rlvr.{key}": str(value) for key, value in values.items()}, metrics
+
+
+# the runs table's metric columns (short names: the table cuts long ones), in percent as the report shows them:
+# the benchmark average under the headline grading of the base model and the best checkpoint, their difference
+VIEW_METRICS = ("base_pct", "best_pct", "gain_pts", "best.step", "saturation_step")

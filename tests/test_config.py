@@ -120,6 +120,16 @@ def test_set_overrides_are_typed_by_the_params_model():
         parse_params(merge({}, parse_overrides(["train.max_steps=ten"])))
 
 
+def test_an_unknown_key_is_blamed_on_where_it_was_written(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": {"max_steps": 3}}))
+    with pytest.raises(ConfigError, match=r"^--set: unknown params key: train.max_stepz$"):
+        load_params(path, parse_overrides(["train.max_stepz=3"]))
+    path.write_text(yaml.safe_dump({"train": {"max_stepz": 3}}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: unknown params key: train.max_stepz$"):
+        load_params(path, parse_overrides(["train.max_steps=3"]))
+
+
 def test_cli_set_reaches_the_stage_and_a_type_error_is_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "sqlite:///m.db"}}))
     result = run_module(tmp_path, "pipelines.data", "--params", "params.yaml", "--set", "data.pool_size=3",

@@ -110,7 +110,7 @@ def _project(work: Path, tiny_model: Path) -> Path:
 def matrix_project(prefect_harness, tiny_model, tmp_path_factory):
     """A project copy after the smoke matrix flow (two cells: each pool example) ran once, on the tiny model
     (orchestration is under test here) with scripted scores."""
-    from flows.cross_family import cross_family
+    from flows.cross_family_flow import cross_family
 
     work = _project(tmp_path_factory.mktemp("matrix"), tiny_model)
     cwd, environ = Path.cwd(), dict(os.environ)

@@ -9,10 +9,13 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -24,7 +27,7 @@ from scripted import expected_accuracy
 
 from rlvr import lineage, stages
 from rlvr.config import parse_params
-from rlvr.files import read_rows
+from rlvr.files import read_records, read_rows
 from rlvr.metrics import wilson_interval
 
 STAGES = set(stages.NAMES)
@@ -189,10 +192,37 @@ def _check_tracking(work: Path, params: dict, runner: str) -> None:
     assert summary.metrics["best.average.accuracy_strict"] == pytest.approx(want["by_step"][want["best"]]["average"])
     assert summary.metrics["base.average.accuracy_strict"] == pytest.approx(want["by_step"][0]["average"])
     assert summary.tags["mlflow.source.name"] == runner  # the runs table's Source column
+    mode = params["report"]["headline_mode"]
+    best_fraction, base_fraction = (summary.metrics[f"{k}.average.accuracy_{mode}"] for k in ("best", "base"))
+    assert summary.metrics["best_pct"] == pytest.approx(100 * best_fraction)  # the runs table shows percent
+    assert summary.metrics["gain_pts"] == pytest.approx(100 * (best_fraction - base_fraction))
     view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.rlvr"])
-    assert {"params.`rlvr.learning_rate`", "metrics.`best.step`"} <= set(view["selectedColumns"])  # its columns
+    assert {"params.`rlvr.learning_rate`", "metrics.`best_pct`", "metrics.`best.step`"} <= set(view["selectedColumns"])
+    assert "report/report.md" in [a.path for a in client.list_artifacts(parent.info.run_id, "report")]
+    # one name per benchmark everywhere: DVC's metrics, MLflow's metrics and tables, the samples, the report
+    names = json.loads((work / params["paths"]["eval_dir"] / "metrics.json").read_text())["average_of"]
+    not_benchmarks = ("average.", "best.", "system/")
+    logged = {key.split(".")[0] for key in evaluate.data.metrics if not key.startswith(not_benchmarks)}
+    tables = {Path(a.path).stem for a in client.list_artifacts(evaluate.info.run_id, "samples/step-1")}
+    files = {path.stem for path in (work / params["paths"]["eval_dir"] / "samples" / "step-1").glob("*.jsonl")}
+    header = json.loads((work / params["paths"]["report_dir"] / "summary.json").read_text())["main_table"]["header"]
+    assert set(names) == logged == tables == files and header[2:-1] == names, (names, logged, tables, files, header)
+    # the curated chart view: held-out accuracy of each benchmark with its interval, training accuracy; every
+    # series one the runs logged
+    tags = client.get_experiment(parent.info.experiment_id).tags
+    charts = json.loads(tags["mlflow.sharedViewState.rlvr-charts"])["compareRunCharts"]
+    series = {key for chart in charts for key in chart["selectedMetricKeys"]}
+    assert {f"{n}.accuracy_{mode}{end}" for n in names for end in ("", "_low", "_high")} | {"train.accuracy"} <= series
+    assert series <= set(evaluate.data.metrics) | set(train.data.metrics), series - set(evaluate.data.metrics)
+    # evaluation samples as MLflow tables: one row per sample, a column per field
+    suite = next(iter(want["suites"]))
     tables = [a.path for a in client.list_artifacts(evaluate.info.run_id, "samples/step-1")]
-    assert f"samples/step-1/{next(iter(want['suites']))}.json" in tables  # evaluation samples as MLflow tables
+    assert f"samples/step-1/{suite}.json" in tables
+    table_file = client.download_artifacts(evaluate.info.run_id, f"samples/step-1/{suite}.json")
+    table = json.loads(Path(table_file).read_text())
+    samples = read_records(work / params["paths"]["eval_dir"] / "samples" / "step-1" / f"{suite}.jsonl")
+    assert {"prompt", "completion", "gold", f"extracted_{mode}", f"correct_{mode}"} <= set(table["columns"])
+    assert len(table["data"]) == len(samples) and all(len(row) == len(table["columns"]) for row in table["data"])
     assert any(key.startswith("system/") for key in train.data.metrics)  # system metrics of the training
     data = next(run for run in children if run.data.tags["rlvr.stage"] == "data")
     assert {d.dataset.name for d in data.inputs.dataset_inputs} == {"pool", "test", *want["suites"]}
@@ -218,6 +248,34 @@ def test_dvc_repro_runs_every_stage_and_every_number_is_the_one_that_went_in(dvc
     assert values["best"]["step"] == expected(dvc_project, params)["best"]
 
 
+def test_dvc_plots_show_draws_every_declared_plot_offline(dvc_project, tmp_path, tiny_model):
+    """Each plot of dvc.yaml gets a spec with the steps' rows (rows of one shape: DVC draws nothing otherwise),
+    and the page, on the template with Vega inlined (``make plots``), draws each in Chromium with no network."""
+    declared = yaml.safe_load((dvc_project / "dvc.yaml").read_text())["plots"]
+    shown = json.loads(_run(["dvc", "plots", "show", "--json"], dvc_project).stdout)["data"]
+    eval_dir = dvc_project / smoke_params(tiny_model)["paths"]["eval_dir"]
+    steps = len(json.loads((eval_dir / "by_step.json").read_text()))
+    vega = [next(iter(plot)) for plot in declared if isinstance(plot, dict)]  # the others are images (PNGs)
+    for title in vega:
+        [entry] = shown[title]
+        assert entry["type"] == "vega" and len(entry["content"]["data"]["values"]) >= steps, title
+    images = [Path(plot).name for plot in declared if isinstance(plot, str)]
+    assert all(any(name.endswith(image) for name in shown) for image in images), (images, list(shown))
+    assert len(vega) == 4
+    page = Path(sys.prefix) / "share" / "vega" / "page.html"
+    if not page.is_file():
+        missing(f"{page} not found (make plots builds it)")
+    out = tmp_path / "plots"
+    _run(["dvc", "plots", "show", "--html-template", str(page), "-o", str(out)], dvc_project)
+    html = (out / "index.html").read_text()
+    assert "var spec = {}" not in html and "https://cdn" not in html
+    dom, console = _open_in_chromium(out / "index.html")
+    drawn = re.findall(r'<canvas width="(\d+)" height="(\d+)" class="marks"', dom)
+    assert len(drawn) == len(vega) and all(int(w) > 100 and int(h) > 100 for w, h in drawn), drawn
+    # no script error and nothing it failed to load (Vega's notices and warnings, as on DVC's own page, aside)
+    assert not [line for line in console if re.search(r"Uncaught|Error|ERR_|Failed", line)], console
+
+
 def test_dvc_stage_runs_carry_the_inputs_hash_dvc_locked(dvc_project, tiny_model):
     """Each stage tags, when it starts, the hash of its inputs that dvc.lock records once it has run."""
     client = MlflowClient(tracking_uri=f"sqlite:///{dvc_project / 'mlflow.db'}")
@@ -238,6 +296,15 @@ def test_dvc_exp_run_with_a_set_param_is_listed_by_exp_show(dvc_project, tmp_pat
     assert float(row["best.step"]) == 1.0  # the scripted scores: the best checkpoint is step 1
     for metric in ("best.average.accuracy_strict", "base.average.accuracy_strict"):
         assert row[metric] not in ("", "-"), metric
+    # the README's narrowed view shows the experiment's name, its learning rate and its best average
+    [command] = [line.strip() for line in (ROOT / "README.md").read_text().splitlines() if "dvc exp show --md" in line]
+    table = _run(["bash", "-c", command], work).stdout
+    [line] = [line for line in table.splitlines() if "[lr-3e-5]" in line]
+    header = [cell.strip() for cell in table.splitlines()[0].strip("|").split("|")]
+    assert header == ["Experiment", "best.step", "best.average.accuracy_official", "train.learning_rate"]
+    _, step, average, learning_rate = (cell.strip() for cell in line.strip("|").split("|"))
+    assert (step, learning_rate) == ("1", "3e-05")
+    assert float(average) == pytest.approx(float(row["best.average.accuracy_official"]), rel=1e-3)
 
 
 def test_materialised_datasets_are_versioned_and_pushed_to_the_remote(dvc_project, tiny_model):
@@ -254,6 +321,8 @@ def test_dvc_repro_again_does_nothing(dvc_project):
     result = _run(["dvc", "repro"], dvc_project)
     assert "Data and pipelines are up to date" in result.stdout
     assert "Running stage" not in result.stdout
+    # and dvc status says so in one line: no stage of another pipeline (the opt-in families one) in it
+    assert _run(["dvc", "status"], dvc_project).stdout.strip() == "Data and pipelines are up to date."
 
 
 def _downstream(changed: set[str]) -> list[str]:
@@ -309,7 +378,7 @@ def test_new_checkpoints_are_the_only_ones_evaluated(dvc_project, tmp_path, tiny
 def test_prefect_flow_same_stages_and_outputs(dvc_project, tmp_path, monkeypatch, prefect_harness, tiny_model):
     from prefect.client.orchestration import get_client
 
-    from flows.experiment import one_shot_rlvr
+    from flows.experiment_flow import one_shot_rlvr
 
     params = smoke_params(dvc_project / "outputs" / "model")  # a local directory this time
     work = _project_copy(tmp_path, params)
@@ -386,13 +455,94 @@ def test_report_over_two_runs_renders_in_chromium(dvc_project, tmp_path, tiny_mo
     assert not console, console
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _mlflow_ui(work: Path) -> tuple[subprocess.Popen, str]:
+    """``mlflow ui`` on the project's store, once it answers: the process and its address."""
+    port = _free_port()
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    command = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
+               "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, cwd=work, env=_env(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{address}/health", timeout=2)
+            return server, address
+        except OSError:
+            time.sleep(1)
+    server.kill()
+    raise AssertionError("mlflow ui did not answer within 120 s")
+
+
+def _texts(parent, selector: str) -> list[str]:
+    """The text of each element under ``parent`` (a Selenium page or element) that ``selector`` matches."""
+    from selenium.webdriver.common.by import By
+
+    return [element.get_attribute("textContent") for element in parent.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def test_mlflow_ui_shows_an_evaluation_samples_table_one_row_per_sample(dvc_project, tiny_model):
+    """In the MLflow UI (headless Chromium), the evaluate run's samples table of a benchmark has one row per sample
+    with its prompt, completion, extracted answer, correctness and gold: what the model answered, per problem."""
+    browser, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if browser is None or driver is None:
+        missing("chromium or chromedriver not installed (Debian: apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    params = smoke_params(tiny_model)
+    client = MlflowClient(tracking_uri=f"sqlite:///{dvc_project / 'mlflow.db'}")
+    _, children = _stage_runs(client, params["mlflow"]["experiment"], "dvc")
+    run = next(run for run in children if run.data.tags["rlvr.stage"] == "evaluate")
+    suite, mode = next(iter(expected(dvc_project, params)["suites"])), params["report"]["headline_mode"]
+    samples = read_records(dvc_project / params["paths"]["eval_dir"] / "samples" / "step-1" / f"{suite}.jsonl")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000"):
+        options.add_argument(flag)
+    server, address = _mlflow_ui(dvc_project)
+    page = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        page.get(f"{address}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/"
+                 f"samples/step-1/{suite}.json")  # fmt: skip
+        WebDriverWait(page, 60).until(lambda p: p.find_elements(By.CSS_SELECTOR, "[role=columnheader]"))
+        header, rows = _texts(page, "[role=columnheader]"), []
+        while True:  # every page of the table
+            for row in page.find_elements(By.CSS_SELECTOR, "[role=row]")[1:]:
+                rows.append(dict(zip(header, _texts(row, "[role=cell]"), strict=True)))
+            following = page.find_elements(By.CSS_SELECTOR, "li[title='Next Page']")
+            if not following or following[0].get_attribute("aria-disabled") == "true":
+                break
+            following[0].click()
+    finally:
+        page.quit()
+        server.terminate()
+        server.wait(timeout=30)
+    assert {"id", "prompt", "completion", "gold", f"extracted_{mode}", f"correct_{mode}"} <= set(header)
+    assert len(rows) == len(samples)
+    for row, sample in zip(rows, samples, strict=True):
+        assert row["id"] == str(sample["id"]) and row["gold"] == str(sample["gold"])
+        assert " ".join(row["completion"].split()) == " ".join(sample["completion"].split())
+        assert row[f"correct_{mode}"] == str(sample[f"correct_{mode}"]).lower()
+        assert row[f"extracted_{mode}"] == ("null" if sample[f"extracted_{mode}"] is None else str(
+            sample[f"extracted_{mode}"]))  # fmt: skip
+
+
 def _open_in_chromium(page: Path) -> tuple[str, list[str]]:
     """The DOM headless Chromium builds from ``page`` and the console messages it logged."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         missing("chromium not installed (Debian: apt-get install chromium chromium-driver)")
     command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()]  # fmt: skip
+               "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom",
+               page.as_uri()]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
@@ -401,8 +551,10 @@ def _open_in_chromium(page: Path) -> tuple[str, list[str]]:
 
 @pytest.mark.slow  # the same cells run through the Prefect matrix flow in the default test run
 def test_dvc_families_pipeline_runs_every_cell_then_one_report(tiny_model, tmp_path):
-    """families/dvc.yaml: base@model, cell@model-examples-algorithm (DVC matrix stages), report."""
+    """families/stages.yaml in place as families/dvc.yaml: base@model, cell@model-examples-algorithm (DVC matrix
+    stages), report."""
     work = _project_copy(tmp_path, smoke_params(tiny_model))
+    shutil.copy(work / "families" / "stages.yaml", work / "families" / "dvc.yaml")  # make families-pipeline
     spec = yaml.safe_load((work / "families" / "matrix.yaml").read_text())
     spec["models"] = {"smollm2": {"model": {"source": str(tiny_model)}}}
     (work / "families" / "matrix.yaml").write_text(yaml.safe_dump(spec))

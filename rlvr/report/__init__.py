@@ -51,7 +51,7 @@ def run(params: Params, parent_id: str | None = None) -> Path:
     from mlflow.tracking import MlflowClient
 
     from rlvr import tracking
-    from rlvr.runs import from_mlflow, from_outputs, summary
+    from rlvr.runs import VIEW_METRICS, from_mlflow, from_outputs, summary
 
     config, paths = params.report, params.paths
     with tracking.stage_run("report", params, parent_id) as active:
@@ -68,12 +68,15 @@ def run(params: Params, parent_id: str | None = None) -> Path:
             runs += from_mlflow(client, ids, config.compare_filter, exclude={parent} if parent else set())
         path = run_report(runs, paths.report_dir, config.headline_mode, config.step)
         tracking.log_artifact(paths.report_dir, "report")
-        if parent:
+        if parent:  # the pipeline run holds the report too: it is the row a user opens in the runs table
+            tracking.log_artifact(paths.report_dir, "report", run_id=parent)
             _datasets_of_cached_data_stage(paths.data_manifest, parent)
             params_summary, metrics_summary = summary(params, this)
             tracking.log_params(params_summary, run_id=parent)
             tracking.log_metrics(metrics_summary, run_id=parent)
-            tracking.share_runs_view(parent, sorted(params_summary), sorted(metrics_summary))
+            shown = [key for key in VIEW_METRICS if key in metrics_summary]
+            tracking.share_runs_view(parent, sorted(params_summary), shown)
+            tracking.share_charts_view(parent, params.data.suite_names, config.headline_mode)
         return path
 
 

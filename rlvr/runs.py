@@ -271,8 +271,19 @@ def summary(params: Params, run: RunResult) -> tuple[dict[str, str], dict[str, f
     metrics |= {key: float(value) for key, value in extra.items() if value is not None}
     base, top = (metrics.get(f"{label}.average.accuracy_{headline}") for label in ("base", "best"))
     percent = {"base_pct": base, "best_pct": top, "gain_pts": None if None in (base, top) else top - base}
-    metrics |= {key: 100 * value for key, value in percent.items() if value is not None}
+    metrics |= {key: round(100 * value, 2) for key, value in percent.items() if value is not None}
     return {f"rlvr.{key}": str(value) for key, value in values.items()}, metrics
+
+
+def chart_series(run: RunResult, mode: str) -> dict[int, dict[str, float]]:
+    """By step, what the curated chart view (``tracking.share_charts_view``) draws for a pipeline run: each
+    benchmark's and the average's accuracy under ``mode`` with its interval, and the training example's accuracy
+    (the runs table lists pipeline runs; their stage runs hold the same series)."""
+    keys = [f"{name}.accuracy_{mode}{end}" for name in ["average", *run.benchmarks] for end in ("", "_low", "_high")]
+    series = {step: {key: row[key] for key in keys if row.get(key) is not None} for step, row in run.evals.items()}
+    for step, accuracy in run.train_accuracy.items():
+        series.setdefault(step, {})["train.accuracy"] = accuracy
+    return series
 
 
 # the runs table's metric columns (short names: the table cuts long ones), in percent as the report shows them:

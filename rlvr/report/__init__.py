@@ -51,7 +51,7 @@ def run(params: Params, parent_id: str | None = None) -> Path:
     from mlflow.tracking import MlflowClient
 
     from rlvr import tracking
-    from rlvr.runs import VIEW_METRICS, from_mlflow, from_outputs, summary
+    from rlvr.runs import VIEW_METRICS, chart_series, from_mlflow, from_outputs, summary
 
     config, paths = params.report, params.paths
     with tracking.stage_run("report", params, parent_id) as active:
@@ -74,6 +74,8 @@ def run(params: Params, parent_id: str | None = None) -> Path:
             params_summary, metrics_summary = summary(params, this)
             tracking.log_params(params_summary, run_id=parent)
             tracking.log_metrics(metrics_summary, run_id=parent)
+            for step, values in chart_series(this, config.headline_mode).items():
+                tracking.log_metrics(values, step, run_id=parent)
             shown = [key for key in VIEW_METRICS if key in metrics_summary]
             tracking.share_runs_view(parent, sorted(params_summary), shown)
             tracking.share_charts_view(parent, params.data.suite_names, config.headline_mode)

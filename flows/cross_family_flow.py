@@ -8,6 +8,7 @@ stages are shared by its cells through their cache keys. One report covers every
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -20,7 +21,7 @@ from flows.runners import publish_report
 from rlvr import tracking
 from rlvr.checkpoints import RUN_FILE
 from rlvr.config import Overrides, override_values
-from rlvr.matrix import Cell, Matrix, load_matrix, write_report
+from rlvr.matrix import Cell, Matrix, cell_notes, load_matrix, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -36,31 +37,36 @@ def _cell_tags(cell: Cell, matrix_run_id: str) -> dict[str, str]:
     return {"mlflow.parentRunId": matrix_run_id, "rlvr.cell": cell.name}
 
 
-@flow(name="experiment-cell", flow_run_name="{model}-{examples}-{algorithm}")
+@flow(name="experiment-cell", flow_run_name="{model}-{variant}")
 def experiment_cell(
     matrix_path: str,
     model: str,
-    examples: str,
-    algorithm: str,
+    variant: str,
     matrix_run_id: str,
     fan_out: FanOut | None = None,
     overrides: Overrides | None = None,
 ) -> str:
     """One cell of the matrix: every stage, under a pipeline run nested in the matrix's run."""
-    cell = load_matrix(matrix_path, override_values(overrides)).cell(model, examples, algorithm)
+    cell = load_matrix(matrix_path, override_values(overrides)).cell(model, variant)
     tags = _cell_tags(cell, matrix_run_id)
     with tracking.parent_run(cell.params.mlflow, f"prefect-{flow_run.id}", "prefect", tags=tags) as parent_id:
         return run_stages(cell.params, parent_id, fan_out or FanOut())
 
 
 @task(name="cross-family-report")
-def cross_family_report(matrix_path: str, matrix_run_id: str, overrides: dict | None = None) -> str | None:
-    """One report over every cell evaluated so far, logged to the matrix's MLflow run and published as
-    artifacts of the flow run."""
+def cross_family_report(
+    matrix_path: str, matrix_run_id: str, overrides: dict | None = None, seconds: dict[str, float] | None = None
+) -> str | None:
+    """One report over every cell evaluated so far (and the findings report, where the matrix has findings),
+    logged to the matrix's MLflow run and published as artifacts of the flow run; ``seconds``: each cell's wall
+    time in this run."""
     matrix = load_matrix(matrix_path, overrides)
-    path = write_report(matrix)
+    path = write_report(matrix, cell_notes(matrix, seconds))
     if path is not None:
-        MlflowClient().log_artifacts(matrix_run_id, matrix.report_dir, "report")
+        client = MlflowClient()
+        client.log_artifacts(matrix_run_id, matrix.report_dir, "report")
+        for name, value in (seconds or {}).items():
+            client.log_metric(matrix_run_id, f"cell_minutes.{name.replace('/', '.')}", value / 60)
         report_paths = matrix.cells[0].params.paths.model_copy(update={"report_dir": matrix.report_dir})
         publish_report(matrix.cells[0].params.model_copy(update={"paths": report_paths}), matrix_run_id, "matrix-")
     return str(path) if path else None
@@ -75,9 +81,13 @@ def cross_family(
     values = override_values(overrides)
     matrix = load_matrix(matrix_path, values)
     with _matrix_run(matrix, "prefect-matrix") as matrix_run_id:
+        seconds = {}
         for cell in matrix.cells:
-            experiment_cell(matrix_path, cell.model, cell.examples, cell.algorithm, matrix_run_id, fan_out, values)
-        return cross_family_report(matrix_path, matrix_run_id, values)
+            start = time.monotonic()
+            experiment_cell(matrix_path, cell.model, cell.variant, matrix_run_id, fan_out, values)
+            seconds[cell.name] = time.monotonic() - start
+            logger.info("cell %s: %.1f min", cell.name, seconds[cell.name] / 60)
+        return cross_family_report(matrix_path, matrix_run_id, values, seconds)
 
 
 @flow(name="cross-family-evaluation")

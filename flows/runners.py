@@ -52,6 +52,9 @@ def publish_report(params: Params, parent_id: str | None, key_prefix: str = "") 
         key=f"{key}-table",
         description="Main table: accuracy (percent ± 95% half-width) at each run's best checkpoint",
     )
+    if (findings := report_dir / "findings.md").is_file():  # a findings matrix: its claims with their verdicts
+        text = findings.read_text().split("\n![")[0]  # the table; the figures are in findings.html
+        create_markdown_artifact(text, key=f"{key}-findings", description="The paper's claims tested, with verdicts")
     html = (report_dir / "report.html").resolve()
     create_link_artifact(html.as_uri(), link_text="report.html", key=f"{key}-html", description="The full report")
     if parent_id:

@@ -3,6 +3,7 @@ stages, a cell, the report.
 
     python -m pipelines.matrix base --matrix families/matrix.yaml --model NAME      # model, data, history
     python -m pipelines.matrix cell --matrix FILE --model NAME --examples NAME --algorithm NAME
+    python -m pipelines.matrix cell --matrix FILE --model NAME --cell NAME          # a matrix of named cells
     python -m pipelines.matrix report --matrix FILE
 
 Each call tracks under its own MLflow parent run (a cell's is a pipeline run, tagged rlvr.cell)."""
@@ -31,7 +32,7 @@ def main(args: argparse.Namespace, _params) -> None:
         key, tags, pipeline = f"{tracking.pipeline_key()}-{args.model}", {"rlvr.model_stages": args.model}, False
         chosen = [stage for stage in stages.STAGES if stage.per_model]
     else:
-        cell = matrix.cell(args.model, args.examples, args.algorithm)
+        cell = matrix.cell(args.model, args.cell or args.examples, None if args.cell else args.algorithm)
         key, tags, pipeline = f"{tracking.pipeline_key()}-{cell.name}", {"rlvr.cell": cell.name}, True
         chosen = [stage for stage in stages.STAGES if not stage.per_model]
     with tracking.parent_run(cell.params.mlflow, key, "dvc", tags=tags, pipeline=pipeline) as parent_id:
@@ -50,6 +51,7 @@ if __name__ == "__main__":
     cli.add_argument("--model", help="the model's name in the matrix (base, cell)")
     cli.add_argument("--examples", help="the example set's name in the matrix (cell)")
     cli.add_argument("--algorithm", help="the algorithm's name in the matrix (cell)")
+    cli.add_argument("--cell", help="the cell's name, in a matrix of named cells (cell)")
     cli.add_argument(
         "--set",
         dest="assignments",

@@ -57,6 +57,11 @@ class Paths(Section):
     ranking: str = Field("outputs/select/ranking.csv", description="every example's rank and score (select)")
     train_dir: str = Field("outputs/train", description="runs of the train stage: checkpoints, step log, samples")
     eval_dir: str = Field("outputs/eval", description="results per step and benchmark, by_step.json, metrics.json")
+    eval_store: str = Field(
+        "outputs/eval-store",
+        description="evaluation results by result key, reused wherever the same model meets the same problems and "
+        "settings again (a matrix's cells share their base model's)",
+    )
     report_dir: str = Field("outputs/report", description="report.md, report.html, figures (report stage)")
 
 
@@ -172,7 +177,8 @@ class RLConfig(Section):
     """One RL run (TRL names). ``trl`` passes further fields of the trainer's config through unchanged."""
 
     reward: str | list[str] = Field(
-        "accuracy", description="reward name(s): accuracy, accuracy_lenient, accuracy_deepscaler, format, module:fn"
+        "accuracy",
+        description="reward name(s): accuracy, accuracy_lenient, accuracy_deepscaler, format, random, module:fn",
     )
     reward_weights: list[float] | None = Field(None, description="one weight per reward (TRL's; null: all 1)")
     learning_rate: float = Field(1e-6, gt=0, description="learning rate")
@@ -274,7 +280,7 @@ class SelectConfig(Section):
     """Which pool examples to train on."""
 
     method: SelectionMethod = Field("std", description="ranking: std (the paper's), random, lim, pass_rate")
-    ranks: str = Field("1", description="ranks to keep: 1, 1,13 or 1-16")
+    ranks: str = Field("1", description="ranks to keep: 1, 1,13, 1-16, or last (the lowest-ranked example)")
     repeat: int = Field(16, ge=1, description="rows written: the selection repeated (the batch size)")
     seed: int = Field(0, description="seed of the random method")
 
@@ -289,7 +295,11 @@ class SelectConfig(Section):
 class TrainConfig(RLConfig):
     """RL on the selected example(s), checkpoints every ``save_steps``."""
 
-    algorithm: Literal["grpo", "ppo"] = Field("grpo", description="grpo (the paper's) or ppo (with a value model)")
+    algorithm: Literal["grpo", "ppo", "entropy_min"] = Field(
+        "grpo",
+        description="grpo (the paper's), ppo (with a value model) or entropy_min (no reward: minimise the token "
+        "entropy of the policy's own samples; the reward is only logged)",
+    )
     policy_loss: bool = Field(True, description="the policy-gradient term (false: entropy/KL only, an ablation)")
     label: str | dict[str | int, str] | None = Field(
         None, description="train on this label instead of the gold answer: one for all rows, or {id: label}"
@@ -337,6 +347,15 @@ class TrainConfig(RLConfig):
             for name, (bad, reason) in unsupported.items():
                 if bad:
                     raise ValueError(f"train.{name} {reason} with algorithm 'ppo'")
+        if self.algorithm == "entropy_min":
+            unsupported = {
+                "beta": (self.beta != 0, "must be 0 (the loss is the token entropy alone)"),
+                "entropy_coef": (self.entropy_coef != 0, "must be 0 (the loss is the token entropy alone)"),
+                "policy_loss": (not self.policy_loss, "has no meaning (there is no policy-gradient term)"),
+            }
+            for name, (bad, reason) in unsupported.items():
+                if bad:
+                    raise ValueError(f"train.{name} {reason} with algorithm 'entropy_min'")
         return self
 
 
@@ -423,19 +442,22 @@ class Params(Section):
     report: ReportConfig = Field(default_factory=ReportConfig, description="the report stage")
 
 
-def parse_ranks(ranks: str) -> list[int]:
-    """``"1"``, ``"1,13"`` or ``"1-16"`` (and mixes such as ``"1-3,13"``) as 1-based ranks, in order."""
+def parse_ranks(ranks: str, last: int | None = None) -> list[int]:
+    """``"1"``, ``"1,13"`` or ``"1-16"`` (and mixes such as ``"1-3,13"``) as 1-based ranks, in order; ``last`` is
+    the last rank (the ranking's length, where known: without it, ``last`` reads as rank 1 for a syntax check)."""
     result: list[int] = []
     for part in str(ranks).split(","):
         part = part.strip()
         try:
-            if "-" in part:
+            if part == "last":
+                result.append(1 if last is None else last)
+            elif "-" in part:
                 low, high = (int(x) for x in part.split("-", 1))
                 result.extend(range(low, high + 1))
             else:
                 result.append(int(part))
         except ValueError as error:
-            raise ValueError(f"ranks: cannot read {part!r} (use forms like 1, 1,13 or 1-16)") from error
+            raise ValueError(f"ranks: cannot read {part!r} (use forms like 1, 1,13, 1-16 or last)") from error
     if not result or min(result) < 1:
         raise ValueError(f"ranks must be positive, got {ranks!r}")
     return result

@@ -25,7 +25,16 @@ from rlvr.backends import Completion, as_completion, compute_dtype, make_backend
 from rlvr.checkpoints import MARKER, checkpoints, is_finished
 from rlvr.config import EvaluateConfig, ModelConfig, Params
 from rlvr.errors import InputError
-from rlvr.files import content_hash, file_sha256, read_json, read_records, read_rows, write_json, write_rows
+from rlvr.files import (
+    atomic_write_text,
+    content_hash,
+    file_sha256,
+    read_json,
+    read_records,
+    read_rows,
+    write_json,
+    write_rows,
+)
 from rlvr.grading import CHOICE_DATASETS, bounded
 from rlvr.metrics import (
     Protocol,
@@ -218,6 +227,30 @@ def _paths(out_dir: Path, step: int, name: str) -> tuple[Path, Path]:
     return out_dir / "steps" / f"step-{step}" / f"{name}.json", out_dir / "samples" / f"step-{step}" / f"{name}.jsonl"
 
 
+def _stored(store: Path | None, key: str) -> tuple[Path, Path] | None:
+    """A result's copy in the store (metrics, samples), where there is one."""
+    if store is None or not (store / f"{key}.json").is_file():
+        return None
+    return store / f"{key}.json", store / f"{key}.jsonl"
+
+
+def store_result(store: Path | None, metrics_path: Path, samples_path: Path, key: str) -> None:
+    """Keep a copy of a result in the store under its key (samples first: the metrics mark it complete)."""
+    if store is not None:
+        store.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(store / f"{key}.jsonl", samples_path.read_text())
+        atomic_write_text(store / f"{key}.json", metrics_path.read_text())
+
+
+def restore_result(stored: tuple[Path, Path], out_dir: Path, step: int, name: str) -> dict:
+    """A stored result written as ``step``'s result of benchmark ``name`` in ``out_dir``; returns its metrics."""
+    metrics = read_json(stored[0]) | {"step": step, "benchmark": name}
+    metrics_path, samples_path = _paths(out_dir, step, name)
+    atomic_write_text(samples_path, stored[1].read_text())
+    write_json(metrics_path, metrics)
+    return metrics
+
+
 def plan(
     config: EvaluateConfig,
     model: ModelConfig,
@@ -225,8 +258,10 @@ def plan(
     benchmarks: list[Benchmark],
     out_dir: Path,
     data: dict[str, list[dict]],
+    store: Path | None = None,
 ) -> tuple[list[Job], dict[int, dict[str, dict]]]:
-    """The jobs still to do, and the results already written with the same key (reused, not generated again)."""
+    """The jobs still to do, and the results already written with the same key, in ``out_dir`` or in the
+    ``store`` of results by key (reused, not generated again)."""
     template, jobs, done = get_template(model.template), [], {}
     for step, model_dir in models:
         tokenizer = load_tokenizer(model_dir)
@@ -239,6 +274,9 @@ def plan(
             if previous.get("result_key") == key:
                 logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
                 done.setdefault(step, {})[bench.name] = previous
+            elif stored := _stored(store, key):
+                logger.info("step %d, %s: evaluated before (%s), reused", step, bench.name, stored[0])
+                done.setdefault(step, {})[bench.name] = restore_result(stored, out_dir, step, bench.name)
             else:
                 logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), protocol.num_samples)
                 jobs.append(Job(step, Path(model_dir), bench, rows, prompts, protocol, key))
@@ -341,14 +379,19 @@ def evaluate_models(
     benchmarks: list[Benchmark],
     out_dir: str | Path,
     data: dict[str, list[dict]] | None = None,
+    store: str | Path | None = None,
 ) -> dict[int, dict[str, dict]]:
     """Metrics per step (the base model as step 0, checkpoints) and benchmark, written under ``out_dir``; a model
-    and benchmark already evaluated with the same result key is read back instead of generated again."""
-    out_dir = Path(out_dir)
+    and benchmark already evaluated with the same result key (here, or in the ``store`` of results by key) is
+    read back instead of generated again, and each new result is also kept in the store."""
+    out_dir, store = Path(out_dir), None if store is None else Path(store)
+    if store is not None:
+        store.mkdir(parents=True, exist_ok=True)
     data = data or load_benchmarks(benchmarks, config)
-    jobs, results = plan(config, model, models, benchmarks, out_dir, data)
+    jobs, results = plan(config, model, models, benchmarks, out_dir, data, store)
     for job, metrics in zip(jobs, run_jobs(jobs, config, model, out_dir), strict=True):
         results.setdefault(job.step, {})[job.bench.name] = metrics
+        store_result(store, *_paths(out_dir, job.step, job.bench.name), job.key)
     return {step: {b.name: results[step][b.name] for b in benchmarks} for step, _ in models}
 
 
@@ -360,9 +403,10 @@ def evaluate_model(
     benchmarks: list[Benchmark],
     out_dir: str | Path,
     data: dict[str, list[dict]] | None = None,
+    store: str | Path | None = None,
 ) -> dict[str, dict]:
     """Metrics of one model (the base as step 0, or a checkpoint) per benchmark (see :func:`evaluate_models`)."""
-    return evaluate_models(config, model, [(step, Path(model_dir))], benchmarks, out_dir, data)[step]
+    return evaluate_models(config, model, [(step, Path(model_dir))], benchmarks, out_dir, data, store)[step]
 
 
 def run_evaluate(
@@ -372,8 +416,9 @@ def run_evaluate(
     train_dir: str | Path,
     benchmarks: list[Benchmark],
     out_dir: str | Path,
-    headline_mode: str = "strict",
+    headline_mode: str,
     on_result=None,
+    store: str | Path | None = None,
 ) -> list[dict]:
     """The evaluate stage (see module docstring); ``on_result(step, flat_metrics)`` is called per step. The best
     checkpoint in ``metrics.json`` is the one with the highest benchmark average under ``headline_mode``."""
@@ -383,7 +428,7 @@ def run_evaluate(
     if len(models) == 1:
         logger.warning("no checkpoint under %s: evaluating the base model only", train_dir)
     rows_by_step = []
-    evaluated = evaluate_models(config, model, models, benchmarks, out_dir, data)
+    evaluated = evaluate_models(config, model, models, benchmarks, out_dir, data, store)
     for step, _ in models:
         results = evaluated[step]
         if step > 0:
@@ -443,6 +488,7 @@ def run(params: Params, parent_id: str | None = None) -> list[dict]:
             eval_dir,
             params.report.headline_mode,
             on_result=lambda step, metrics: tracking.log_metrics(metrics, step),
+            store=params.paths.eval_store,
         )
         tracking.log_artifact(eval_dir / "metrics.json")
         tracking.log_artifact(eval_dir / "by_step.json")

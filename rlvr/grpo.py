@@ -149,6 +149,31 @@ class ResumableGRPOTrainer(GRPOTrainer):
         return sampler
 
 
+class EntropyMinimizationTrainer(ResumableGRPOTrainer):
+    """One-shot entropy minimisation (the reward-free follow-up of 1-shot RLVR): GRPO's sampling, but the loss is
+    the mean token entropy of the policy on its own completions, so training makes the model more certain of what
+    it already says. The rewards are computed and logged (the training example's accuracy) but never enter the
+    loss. The entropy is TRL's (``entropy_from_logits``), averaged over completion tokens as TRL's entropy bonus."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._entropy_bonus_enabled = True  # TRL then computes the entropies with their gradient
+
+    def _compute_loss(self, model, inputs):
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]  # (B, P)
+        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]  # (B, T)
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (B, P + T)
+        attention_mask = torch.cat([prompt_mask, mask], dim=1)  # (B, P + T)
+        _, entropies, _ = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True
+        )  # entropies: (B, T), nats per completion position
+        mean_entropy = (entropies * mask).sum() / mask.sum().clamp(min=1.0)  # scalar: mean over completion tokens
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["entropy"].append(self.accelerator.gather(mean_entropy.detach()).mean().item())
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        return mean_entropy / accumulation
+
+
 def build_trainer(
     model_dir,
     rows,
@@ -163,11 +188,12 @@ def build_trainer(
     callbacks=(),
     policy_loss=True,
     peft: PeftConfig | None = None,
+    trainer_class: type[ResumableGRPOTrainer] = ResumableGRPOTrainer,
 ) -> GRPOTrainer:
-    """A GRPOTrainer on ``rows`` logging to MLflow under ``prefix`` (after ``callbacks``, which may add metrics).
-    ``reward``: one TRL reward function or a list (combined by TRL with ``config.reward_weights``)."""
+    """A GRPOTrainer (``trainer_class``) on ``rows`` logging to MLflow under ``prefix`` (after ``callbacks``, which
+    may add metrics). ``reward``: one TRL reward function or a list (combined by TRL with ``config.reward_weights``)."""
     model, tokenizer = load_policy(model_dir)
-    return ResumableGRPOTrainer(
+    return trainer_class(
         model=model,
         reward_funcs=reward,
         args=grpo_args(config, output_dir, save, resumable, keep),

@@ -13,10 +13,19 @@ A matrix file names a base params file and, per axis, named overrides of it::
     report: {headline_mode: strict}  # the cross-family report (report section)
     mlflow: {experiment: families}   # optional: one MLflow store and experiment for every cell
 
+Instead of ``example_sets`` x ``algorithms``, a matrix may name its cells one by one (``cells``: named overrides of
+the sections a cell owns: select, train, evaluate, report), for comparisons that are not a product, such as
+the findings matrix's claims (one reward, one loss, one example changed at a time)::
+
+    cells:
+      top-variance: {}
+      format-reward: {train: {reward: format}}
+
 A model's stages up to the history (model, data, history) depend on the model's overrides only, so its cells
-share them: their outputs lie in ``<root>/<model>/``, the rest in ``<root>/<model>/<examples>-<algorithm>/``,
-and the cross-family report in ``<root>-report``. Each cell tracks in its params' MLflow experiment unless the
-matrix's ``mlflow`` section sets one for all.
+share them: their outputs lie in ``<root>/<model>/``, the rest in ``<root>/<model>/<variant>/`` (the variant is
+``<examples>-<algorithm>``, or the cell's name), and the cross-family report in ``<root>-report``. A model's
+overrides apply before a cell's. Each cell tracks in its params' MLflow experiment unless the matrix's ``mlflow``
+section sets one for all.
 """
 
 from __future__ import annotations
@@ -29,32 +38,41 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from rlvr.config import Params, Paths, ReportConfig, merge, parse_params
+from rlvr.config import Params, Paths, ReportConfig, describe, merge, parse_params
 from rlvr.errors import ConfigError, InputError
+from rlvr.findings import BASE, CellOutputs, FindingsConfig, write_findings
 from rlvr.stages import STAGES
 
 logger = logging.getLogger(__name__)
 
-AXES = {"models": None, "example_sets": ("select",), "algorithms": ("train",)}  # sections each axis may set
+CELL_SECTIONS = ("select", "train", "evaluate", "report")  # the sections of the stages a cell runs on its own
+AXES = {"models": None, "example_sets": ("select",), "algorithms": ("train",), "cells": CELL_SECTIONS}
 NOT_OVERRIDABLE = ("paths", "mlflow")
 REPLACED = ("trl",)  # an algorithm's TRL options replace the base's (they are the trainer's own)
-MODEL_PATHS = tuple(key for stage in STAGES if stage.per_model for key in stage.writes)
+# a model's outputs, shared by its cells: its first stages' and the evaluation results by key (its base model's)
+MODEL_PATHS = (*(key for stage in STAGES if stage.per_model for key in stage.writes), "eval_store")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One experiment of the matrix."""
+    """One experiment of the matrix: a model and a variant (``<examples>-<algorithm>``, or a named cell's name)."""
 
     model: str
-    examples: str
-    algorithm: str
+    variant: str
     params: Params
 
     @property
     def name(self) -> str:
-        return f"{self.model}/{self.examples}-{self.algorithm}"
+        return f"{self.model}/{self.variant}"
+
+
+def variant_name(examples: str, algorithm: str | None = None) -> str:
+    """The variant of an example set and an algorithm (``<examples>-<algorithm>``), or a named cell's (``examples``
+    alone, ``algorithm`` None)."""
+    return examples if algorithm is None else f"{examples}-{algorithm}"
 
 
 @dataclass(frozen=True)
@@ -63,20 +81,29 @@ class Matrix:
     root: str
     cells: list[Cell]
     report: ReportConfig
+    findings: FindingsConfig | None = None
 
     @property
     def report_dir(self) -> str:
         """Beside the root, not in it: the DVC report stage depends on the whole root."""
         return f"{self.root}-report"
 
-    def cell(self, model: str, examples: str, algorithm: str) -> Cell:
+    def cell(self, model: str, examples: str, algorithm: str | None = None) -> Cell:
+        """The cell of ``model`` and an example set and algorithm, or of ``model`` and a named cell."""
+        variant = variant_name(examples, algorithm)
         for cell in self.cells:
-            if (cell.model, cell.examples, cell.algorithm) == (model, examples, algorithm):
+            if (cell.model, cell.variant) == (model, variant):
                 return cell
-        raise ConfigError(f"{self.path}: no cell {model}/{examples}-{algorithm}")
+        raise ConfigError(f"{self.path}: no cell {model}/{variant}")
 
 
 def _axis(spec: dict, axis: str, where: Path) -> dict[str, dict]:
+    if axis in ("example_sets", "algorithms") and "cells" in spec:
+        if axis in spec:
+            raise ConfigError(f"{where}: {axis} and cells exclude each other: name the cells, or the axes")
+        return {}
+    if axis == "cells" and "cells" not in spec:
+        return {}
     entries = spec.get(axis) or {}
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{where}: {axis} must be a non-empty mapping of names to params overrides")
@@ -95,11 +122,11 @@ def _axis(spec: dict, axis: str, where: Path) -> dict[str, dict]:
     return {str(name): override or {} for name, override in entries.items()}
 
 
-def cell_paths(root: str, model: str, examples: str, algorithm: str, base: dict) -> dict[str, str]:
+def cell_paths(root: str, model: str, variant: str, base: dict) -> dict[str, str]:
     """The cell's ``paths`` section: the model's shared outputs under ``<root>/<model>``, the rest per cell."""
     paths = {}
     for key, value in base.items():
-        folder = f"{root}/{model}" if key in MODEL_PATHS else f"{root}/{model}/{examples}-{algorithm}"
+        folder = f"{root}/{model}" if key in MODEL_PATHS else f"{root}/{model}/{variant}"
         relative = Path(value).relative_to("outputs") if value.startswith("outputs/") else Path(value).name
         paths[key] = f"{folder}/{relative}"
     return paths
@@ -118,7 +145,7 @@ def load_matrix(path: str | Path, overrides: dict | None = None) -> Matrix:
     if not path.is_file():
         raise InputError(f"matrix file not found: {path}")
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"base", "root", "report", "mlflow", *AXES}
+    unknown = set(spec) - {"base", "root", "report", "mlflow", "findings", *AXES}
     if unknown:
         raise ConfigError(f"{path}: unknown matrix key: {sorted(unknown)[0]}")
     if "base" not in spec:
@@ -126,29 +153,55 @@ def load_matrix(path: str | Path, overrides: dict | None = None) -> Matrix:
     base = _params_file(path.parent / spec["base"], f"{path}: base")
     root = str(spec.get("root", "outputs/matrix")).rstrip("/")
     axes = {axis: _axis(spec, axis, path) for axis in AXES}
+    if axes["cells"]:  # named cells: each one's overrides, one after the model's
+        variants = [(name, [override]) for name, override in axes["cells"].items()]
+    else:
+        product = itertools.product(axes["example_sets"].items(), axes["algorithms"].items())
+        variants = [(variant_name(examples, algorithm), [e, a]) for (examples, e), (algorithm, a) in product]
     cells = []
-    for (model, m), (examples, e), (algorithm, a) in itertools.product(*(axes[axis].items() for axis in AXES)):
+    for (model, m), (variant, layers) in itertools.product(axes["models"].items(), variants):
         m = dict(m)
         model_base = _params_file(path.parent / m.pop("base"), f"{path}: models.{model}.base") if "base" in m else base
-        values = merge(merge(merge(merge(model_base, m), e), a, replace=REPLACED), overrides or {})
+        values = merge(model_base, m)
+        for layer in layers:
+            values = merge(values, layer, replace=REPLACED)
+        values = merge(values, overrides or {})
         values["mlflow"] = merge(values.get("mlflow") or {}, spec.get("mlflow") or {})
-        values["paths"] = cell_paths(
-            root, model, examples, algorithm, {**Paths().model_dump(), **base.get("paths", {})}
-        )
+        values["paths"] = cell_paths(root, model, variant, {**Paths().model_dump(), **base.get("paths", {})})
         try:
             params = parse_params(values)
         except ConfigError as error:
-            raise ConfigError(f"{path}: cell {model}/{examples}-{algorithm}: {error}") from error
-        cells.append(Cell(model, examples, algorithm, params))
+            raise ConfigError(f"{path}: cell {model}/{variant}: {error}") from error
+        cells.append(Cell(model, variant, params))
     try:
         report = parse_params({"report": merge(base.get("report") or {}, spec.get("report") or {})}).report
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
-    return Matrix(path, root, cells, report)
+    return Matrix(path, root, cells, report, _findings(spec, path, [cell.variant for cell in cells]))
 
 
-def write_report(matrix: Matrix) -> Path | None:
-    """One report over every cell evaluated so far (a training still running is marked partial); None if none."""
+def _findings(spec: dict, path: Path, variants: list[str]) -> FindingsConfig | None:
+    """The matrix's ``findings`` section, checked: every cell it names is a cell of the matrix."""
+    if "findings" not in spec:
+        return None
+    try:
+        findings = FindingsConfig.model_validate(spec["findings"])
+    except ValidationError as error:
+        raise ConfigError(f"{path}: findings.{describe(error)}") from None
+    named = [(f"claims.{i}.cell", c.cell) for i, c in enumerate(findings.claims)]
+    named += [(f"claims.{i}.against", c.against) for i, c in enumerate(findings.claims) if c.against != BASE]
+    named += [("ablation", name) for name in findings.ablation]
+    known = ", ".join(dict.fromkeys(variants))
+    for key, name in named:
+        if name not in variants:
+            raise ConfigError(f"{path}: findings.{key}: no cell named {name!r} (cells: {known})")
+    return findings
+
+
+def write_report(matrix: Matrix, notes: list[str] = ()) -> Path | None:
+    """One report over every cell evaluated so far (a training still running is marked partial), and where the
+    matrix has a ``findings`` section, the findings report beside it (``notes`` under its table); None if no cell
+    has been evaluated."""
     from rlvr.report import run_report
     from rlvr.runs import from_outputs
 
@@ -160,4 +213,40 @@ def write_report(matrix: Matrix) -> Path | None:
     if not runs:
         logger.warning("no cell of %s has been evaluated yet: no report", matrix.path)
         return None
-    return run_report(runs, matrix.report_dir, matrix.report.headline_mode, matrix.report.step)
+    path = run_report(runs, matrix.report_dir, matrix.report.headline_mode, matrix.report.step)
+    if matrix.findings is not None:
+        write_findings(findings_outputs(matrix), matrix.findings, matrix.report_dir, notes)
+    return path
+
+
+def findings_outputs(matrix: Matrix) -> dict[str, dict[str, CellOutputs]]:
+    """Per model, per cell, where the cell's evaluation and training are."""
+    models: dict[str, dict[str, CellOutputs]] = {}
+    for cell in matrix.cells:
+        paths = cell.params.paths
+        outputs = CellOutputs(Path(paths.eval_dir), Path(paths.train_dir), cell.params.data.suite_names)
+        models.setdefault(cell.model, {})[cell.variant] = outputs
+    return models
+
+
+def cell_notes(matrix: Matrix, seconds: dict[str, float] | None = None) -> list[str]:
+    """One line per cell: what it trains (selection, example, algorithm, reward, loss terms, steps) and, where
+    measured, its wall time in this run (a cell whose stages were all cached takes seconds)."""
+    from rlvr.files import read_rows
+
+    notes = []
+    for cell in matrix.cells:
+        params, train = cell.params, cell.params.train
+        selection = Path(params.paths.selection)
+        chosen = ",".join(dict.fromkeys(r["id"] for r in read_rows(selection))) if selection.is_file() else "?"
+        line = (
+            f"{cell.name}: {params.select.method} rank {params.select.ranks} (example {chosen}), {train.algorithm}, "
+            f"reward {','.join(train.rewards)}, lr {train.learning_rate:g}, entropy_coef {train.entropy_coef:g}, "
+            f"{train.num_generations} rollouts x {train.max_completion_length} tokens, {train.max_steps} steps"
+        )
+        if seconds and cell.name in seconds:
+            line += f"; wall time {seconds[cell.name] / 60:.1f} min"
+        notes.append(line)
+    if seconds:
+        notes.append(f"all cells: {sum(seconds.values()) / 60:.1f} min")
+    return notes

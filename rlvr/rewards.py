@@ -5,14 +5,16 @@ Grading modes (``GRADING_MODES``):
 - ``lenient``: the last ``\\boxed{}`` if there is one, else the text after "the answer is", else the last number.
 - ``official``: the paper's evaluation harness (Qwen2.5-Math's), its extraction and equivalence rules
   (``rlvr.grading.official``; ``../shared/docs/GRADERS.md``).
-Rewards by name (``REWARDS``): ``accuracy`` (strict), ``accuracy_lenient``, ``format``, and
-``accuracy_deepscaler`` (the paper's training scorer, ``rlvr.grading.deepscaler``). Grading never raises and
+Rewards by name (``REWARDS``): ``accuracy`` (strict), ``accuracy_lenient``, ``format``,
+``accuracy_deepscaler`` (the paper's training scorer, ``rlvr.grading.deepscaler``) and ``random`` (a spurious
+reward that ignores the answer, for the follow-up question whether any reward does as well). Grading never raises and
 never hangs: symbolic checks are bounded in time (``rlvr.grading.bounded``).
 """
 
 from __future__ import annotations
 
 import importlib
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -125,11 +127,25 @@ def format_reward(completions: list, **kwargs: Any) -> list[float]:
     return [float(bool(last_boxed(completion_text(completion)))) for completion in completions]
 
 
+RANDOM_REWARD_RATE = 0.5  # the spurious-rewards follow-up's Bernoulli rate
+
+
+def random_reward(completions: list, trainer_state: Any = None, **kwargs: Any) -> list[float]:
+    """TRL reward: 1.0 with probability 0.5 whatever the response says (a spurious reward). Drawn from the training
+    step, the completion's place in the batch and its text, so a resumed or repeated run draws the same rewards."""
+    step = getattr(trainer_state, "global_step", 0)
+    return [
+        float(random.Random(f"{step}:{index}:{completion_text(completion)}").random() < RANDOM_REWARD_RATE)
+        for index, completion in enumerate(completions)
+    ]
+
+
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "accuracy": accuracy_reward,
     "accuracy_lenient": lenient_accuracy_reward,
     "accuracy_deepscaler": deepscaler_accuracy_reward,
     "format": format_reward,
+    "random": random_reward,
 }
 
 

@@ -126,7 +126,7 @@ PAPER_REWARDS = ("accuracy", "accuracy_deepscaler")  # the paper's 0/1 reward on
 def paper_setting(pool: str, method: str, ranks: str, reward: str, whole_pool: bool = False) -> str | None:
     """The paper's label of a training set from DSR-sub: ``dsr_sub`` for the whole pool, else the examples selected
     by the variance score, e.g. ``{pi_1, pi_13}``."""
-    if pool != "dsr_sub" or reward not in PAPER_REWARDS:
+    if pool != "dsr_sub" or reward not in PAPER_REWARDS or "last" in ranks:
         return None
     if whole_pool:
         return "dsr_sub"

@@ -130,7 +130,7 @@ def select(
     excluded = {row["id"] for row in pool if row["id"] not in by_id} | set(excluded)
     history = validate_history(history, set(by_id), origin, excluded)
     ranking = rank(history, method, seed)
-    wanted = parse_ranks(ranks)
+    wanted = parse_ranks(ranks, last=len(ranking))
     if max(wanted) > len(ranking):
         raise ValueError(f"rank {max(wanted)} asked for, but {origin} ranks only {len(ranking)} examples")
     for r in wanted:

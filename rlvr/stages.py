@@ -32,7 +32,7 @@ STAGES = (
     Stage("history", "rlvr.history", ("history", "history_work"), per_model=True),
     Stage("select", "rlvr.select", ("selection", "ranking")),
     Stage("train", "rlvr.train", ("train_dir",)),
-    Stage("evaluate", "rlvr.evaluate", ("eval_dir",), reads_training=True),
+    Stage("evaluate", "rlvr.evaluate", ("eval_dir", "eval_store"), reads_training=True),
     Stage("report", "rlvr.report", ("report_dir",), reads_training=True),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}

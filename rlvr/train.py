@@ -121,11 +121,13 @@ def run_train(
         tracking.log_dict(json.loads(json.dumps(trainer.args.to_dict(), default=str)), "config/trainer.json")
         trainer.train()
     else:
-        from rlvr.grpo import build_trainer
+        from rlvr.grpo import EntropyMinimizationTrainer, ResumableGRPOTrainer, build_trainer
 
+        trainer_class = EntropyMinimizationTrainer if config.algorithm == "entropy_min" else ResumableGRPOTrainer
         trainer = build_trainer(
             model_dir, rows, config, prompt, out_dir, rewards if len(rewards) > 1 else rewards[0], "train.",
             save=True, resumable=True, callbacks=callbacks, policy_loss=config.policy_loss, peft=config.peft,
+            trainer_class=trainer_class,
         )  # fmt: skip
         tracking.log_dict(json.loads(json.dumps(trainer.args.to_dict(), default=str)), "config/trainer.json")
         if resume is not None:

@@ -73,5 +73,6 @@ def evaluate_checkpoint(params: Params, step: int, model_dir: str) -> int:
 
     Writes only its own ``steps/step-N`` files: fanned out across workers, the evaluate stage then collects them.
     """
-    evaluate_model(params.evaluate, params.model, step, model_dir, suite(params), params.paths.eval_dir)
+    paths, benchmarks = params.paths, suite(params)
+    evaluate_model(params.evaluate, params.model, step, model_dir, benchmarks, paths.eval_dir, None, paths.eval_store)
     return step

@@ -22,7 +22,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     suite = [Benchmark("test", "math500", shared_data / "benchmarks" / "math500.jsonl")]
     train_dir, out = tmp_path / "train", tmp_path / "eval"
     train_dir.mkdir()
-    rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out)
+    rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
 
     metrics = read_json(out / "steps" / "step-0" / "test.json")
     assert metrics["num_problems"] == 50 and metrics["samples_per_problem"] == 1
@@ -41,7 +41,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     (train_dir / "checkpoint-5" / MARKER).write_text("{}")  # complete
     shutil.copytree(tiny_model, train_dir / "checkpoint-10")  # still being written: no marker, not evaluated
     with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
-        rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out)
+        rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
     assert "step 0, test: already evaluated, skipping" in caplog.text
     assert "step 5, test: 50 problems x 1 samples" in caplog.text
     assert (out / "samples" / "step-0" / "test.jsonl").stat().st_mtime_ns == written
@@ -55,7 +55,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     try:
         chat_template.write_text(original.replace("<|im_start|>assistant", "<|im_start|>assistant "))
         with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
-            run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out)
+            run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
     finally:
         chat_template.write_text(original)
     assert "step 0, test: 50 problems x 1 samples" in caplog.text
@@ -63,7 +63,8 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     caplog.clear()
     for dtype in ("float32", "bfloat16"):
         with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
-            run_evaluate(config.model_copy(update={"dtype": dtype}), ModelConfig(), tiny_model, train_dir, suite, out)
+            settings = config.model_copy(update={"dtype": dtype})
+            run_evaluate(settings, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
         assert read_json(out / "steps" / "step-0" / "test.json")["dtype"] == dtype
     assert caplog.text.count("step 0, test: 50 problems x 1 samples") == 2
 
@@ -71,7 +72,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
 def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, tiny_model):
     config = EvaluateConfig(limit=3, max_new_tokens=8, batch_size=12, protocols={"amc23": {"num_samples": 4}})
     suite = [Benchmark("test", "amc23", shared_data / "benchmarks" / "amc23.jsonl")]
-    (row,) = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "none", suite, tmp_path / "eval")
+    (row,) = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "none", suite, tmp_path / "eval", "strict")
     metrics = read_json(tmp_path / "eval" / "steps" / "step-0" / "test.json")
     assert metrics["protocol"] == {"num_samples": 4, "temperature": 0.6, "top_p": 1.0}
     assert metrics["samples_per_problem"] == 4 and {"pass_at_4_strict", "maj_at_4_lenient"} <= set(metrics)
@@ -97,7 +98,7 @@ def test_two_evaluations_of_the_same_model_give_identical_samples(tmp_path, embe
     samples = []
     for run, workers in (("first", 2), ("second", 2), ("one worker", 1)):
         settings = config.model_copy(update={"workers": workers})
-        run_evaluate(settings, ModelConfig(), embedded_model, tmp_path / "none", suite, tmp_path / run)
+        run_evaluate(settings, ModelConfig(), embedded_model, tmp_path / "none", suite, tmp_path / run, "strict")
         samples.append([(tmp_path / run / "samples" / "step-0" / f"{b.name}.jsonl").read_bytes() for b in suite])
         shutil.rmtree(tmp_path / run)
     assert samples[0] == samples[1] == samples[2]

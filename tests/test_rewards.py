@@ -78,3 +78,18 @@ def test_every_registered_reward_resolves():
         assert callable(get_reward(name))
     with pytest.raises(ValueError, match="unknown reward"):
         get_reward("nope")
+
+
+def test_random_reward_ignores_the_answer_and_draws_the_same_again():
+    from types import SimpleNamespace
+
+    from rlvr.rewards import random_reward
+
+    right, wrong = [f"\\boxed{{{i}}}" for i in range(200)], [f"\\boxed{{{i + 1}}}" for i in range(200)]
+    gold = [str(i) for i in range(200)]
+    step = SimpleNamespace(global_step=3)
+    drawn = random_reward(right, answer=gold, trainer_state=step)
+    assert drawn == random_reward(right, answer=gold, trainer_state=step)  # a resumed run draws the same
+    assert set(drawn) == {0.0, 1.0} and 70 < sum(drawn) < 130
+    assert 70 < sum(random_reward(wrong, answer=gold, trainer_state=step)) < 130  # wrong answers as often
+    assert drawn != random_reward(right, answer=gold, trainer_state=SimpleNamespace(global_step=4))

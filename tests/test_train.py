@@ -103,7 +103,7 @@ def test_ppo_refuses_what_trl_ppo_cannot_do():
         TrainConfig(algorithm="ppo")
     with pytest.raises(ValueError, match="train.trl.epsilon: not a field of TRL's PPOConfig"):
         TrainConfig(algorithm="ppo", num_generations=1, trl={"epsilon": 0.2})
-    with pytest.raises(ValueError, match="algorithm\n  Input should be 'grpo' or 'ppo'"):
+    with pytest.raises(ValueError, match="algorithm\n  Input should be 'grpo', 'ppo' or 'entropy_min'"):
         TrainConfig(algorithm="dpo")
 
 
@@ -249,6 +249,36 @@ def test_loss_ablation_switches_change_what_they_should(tiny_model, tmp_path, mo
     # KL on: a reference model and a logged KL
     _, _, trainer = _one_step(tiny_model, tmp_path / "kl", policy_loss=False, beta=0.5)
     assert trainer.ref_model is not None and any("kl" in e for e in trainer.state.log_history)
+
+
+@pytest.mark.integration
+def test_entropy_minimisation_trains_without_a_reward_and_lowers_the_entropy(tiny_model, tmp_path):
+    """The reward-free algorithm: no reward ever differs (the format reward is 0 on the tiny model's text), yet
+    the weights move, and the policy's token entropy on a fixed text falls."""
+    from transformers import AutoTokenizer
+
+    from rlvr.grpo import EntropyMinimizationTrainer
+    from rlvr.rewards import get_reward
+
+    config = TrainConfig(reward="format", algorithm="entropy_min", learning_rate=1e-3, weight_decay=0.0,
+                         num_generations=4, per_device_train_batch_size=4, max_completion_length=8, max_steps=3,
+                         save_steps=3, temperature=1.0)  # fmt: skip
+    trainer = build_trainer(tiny_model, _rows(), config, ModelConfig(), tmp_path, get_reward("format"), "",
+                            save=False, trainer_class=EntropyMinimizationTrainer)  # fmt: skip
+    text = AutoTokenizer.from_pretrained(tiny_model)("What is 12 times 7? The answer is 84.", return_tensors="pt")
+
+    def entropy() -> float:
+        with torch.no_grad():
+            logits = trainer.model(**text).logits[0]  # (T, vocab)
+        return float(torch.distributions.Categorical(logits=logits).entropy().mean())
+
+    before, weights = entropy(), {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    trainer.train()
+    assert all(e["reward_std"] == 0 for e in trainer.state.log_history if "reward_std" in e)
+    assert _changed(weights, dict(trainer.model.named_parameters()))
+    assert entropy() < before
+    with pytest.raises(ValueError, match="train.entropy_coef must be 0"):
+        TrainConfig(algorithm="entropy_min", entropy_coef=0.01)
 
 
 def _train_params(tmp_path, **train) -> None:
@@ -527,5 +557,5 @@ def test_lora_training_writes_adapter_checkpoints_that_evaluate(tiny_model, tmp_
     assert (checkpoint / "adapter_config.json").is_file() and not (checkpoint / "model.safetensors").exists()
     suite = [Benchmark("test", "generator", tmp_path / "train.jsonl")]
     config = EvaluateConfig(max_new_tokens=4, batch_size=4)
-    rows = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "lora", suite, tmp_path / "eval")
+    rows = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "lora", suite, tmp_path / "eval", "strict")
     assert [row["step"] for row in rows] == [0, 2] and rows[1]["test.num_problems"] == 4

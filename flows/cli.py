@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from rlvr.cli import add_set_option
 from rlvr.config import parse_overrides
 from rlvr.errors import ConfigError, InputError
 
@@ -33,14 +34,7 @@ def flow_cli(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     cli.add_argument(input_option, default=default, help="input file (default: %(default)s)")
-    cli.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a params value (repeatable), e.g. --set train.learning_rate=3e-5; read as YAML",
-    )
+    add_set_option(cli, "assignments")
     cli.add_argument(
         "--task-runner",
         choices=TASK_RUNNERS,

@@ -15,13 +15,13 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 from prefect.runtime import flow_run
 
+from flows.artifacts import publish_report
 from flows.cli import FanOut
 from flows.experiment_flow import evaluation_round, run_stages
-from flows.runners import publish_report
 from rlvr import tracking
-from rlvr.checkpoints import RUN_FILE
 from rlvr.config import Overrides, override_values
 from rlvr.matrix import Cell, Matrix, cell_notes, load_matrix, write_report
+from rlvr.training.checkpoints import RUN_FILE
 
 logger = logging.getLogger(__name__)
 

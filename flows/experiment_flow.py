@@ -13,14 +13,15 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
+from flows.artifacts import publish_report
 from flows.cli import FanOut
-from flows.runners import make_task_runner, publish_report
+from flows.runners import make_task_runner
 from rlvr import lineage, stages, tracking
-from rlvr.checkpoints import is_finished
 from rlvr.config import Overrides, Params, load_params, override_values, parse_params, to_dict
 from rlvr.errors import InputError
-from rlvr.evaluate import models_to_evaluate
 from rlvr.files import content_hash
+from rlvr.stages.evaluate import models_to_evaluate
+from rlvr.training.checkpoints import is_finished
 from tasks.stages import TASKS, cached, evaluate_checkpoint, training_state
 
 RUNS_ROOT = "outputs/runs"  # the outputs of an on-demand run with overrides, one folder per set of overrides

@@ -5,7 +5,7 @@ from rlvr.cli import stage_main
 
 
 def main(_args, params) -> None:
-    from rlvr import history  # here: --help answers before the stage's imports load
+    from rlvr.stages import history  # here: --help answers before the stage's imports load
 
     history.run(params)
 

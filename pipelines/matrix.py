@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from rlvr import stages
-from rlvr.cli import run
+from rlvr.cli import add_set_option, run
 from rlvr.config import parse_overrides
 from rlvr.matrix import load_matrix, write_report
 
@@ -52,13 +52,6 @@ if __name__ == "__main__":
     cli.add_argument("--examples", help="the example set's name in the matrix (cell)")
     cli.add_argument("--algorithm", help="the algorithm's name in the matrix (cell)")
     cli.add_argument("--cell", help="the cell's name, in a matrix of named cells (cell)")
-    cli.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a params value of every cell (repeatable), e.g. --set train.max_steps=10",
-    )
+    add_set_option(cli, "assignments", "a params value of every cell")
     cli.set_defaults(params=None, overrides=[])
     run(main, cli.parse_args())

@@ -5,7 +5,7 @@ from rlvr.cli import stage_main
 
 
 def main(_args, params) -> None:
-    from rlvr import model  # here: --help answers before the stage's imports load
+    from rlvr.stages import model  # here: --help answers before the stage's imports load
 
     model.run(params)
 

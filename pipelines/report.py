@@ -5,7 +5,7 @@ from rlvr.cli import stage_main
 
 
 def main(_args, params) -> None:
-    from rlvr import report  # here: --help answers before the stage's imports load
+    from rlvr.stages import report  # here: --help answers before the stage's imports load
 
     report.run(params)
 

@@ -8,10 +8,10 @@ size), the selection cycled, at least one row per selected example.
 
 With --params the run is tracked in MLflow and unset options come from the params file."""
 
-from rlvr import select
 from rlvr.cli import add_path_flags, parser, run
 from rlvr.config import Params, SelectConfig
-from rlvr.select import METHODS, run_select
+from rlvr.selection import METHODS, run_select
+from rlvr.stages import select
 
 STANDALONE = {"method": "std", "ranks": "1", "repeat": 1, "seed": 0}  # the options' defaults without --params
 

@@ -10,11 +10,11 @@ from rlvr.cli import add_path_flags, parser, run
 
 def main(args, params) -> None:
     if args.print_config:
-        from rlvr.train import effective_config
+        from rlvr.stages.train import effective_config
 
         print(json.dumps(effective_config(params), indent=2))
         return
-    from rlvr import train  # here: --help answers before torch and TRL load
+    from rlvr.stages import train  # here: --help answers before torch and TRL load
 
     train.run(params)
 

@@ -145,7 +145,7 @@ class TransformersBackend:
     ) -> None:
         import torch
 
-        from rlvr.model import load_policy
+        from rlvr.models import load_policy
 
         self.model, self.tokenizer = load_policy(model_dir)
         device = "cuda" if torch.cuda.is_available() else "cpu"

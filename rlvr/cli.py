@@ -25,15 +25,21 @@ def parser(prog: str, description: str, params_default: str | None = "params.yam
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     result.add_argument("--params", default=params_default, help="params YAML file (default: %(default)s)")
-    result.add_argument(
+    add_set_option(result)
+    return result
+
+
+def add_set_option(cli: argparse.ArgumentParser, dest: str = "overrides", what: str = "a params value") -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable), the one override option of every command; its values are read by
+    ``rlvr.config.parse_overrides``."""
+    cli.add_argument(
         "--set",
-        dest="overrides",
+        dest=dest,
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override a params value (repeatable), e.g. --set train.max_steps=10; the value is read as YAML",
+        help=f"override {what} (repeatable), e.g. --set train.max_steps=10; the value is read as YAML",
     )
-    return result
 
 
 def add_path_flags(cli: argparse.ArgumentParser, flags: dict[str, tuple[str, str]]) -> None:

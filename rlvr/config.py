@@ -31,10 +31,19 @@ PoolName = Literal["dsr_sub"]
 BackendName = Literal["transformers", "vllm"]
 ObjectPath = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]  # module:attribute, a user's own
 GENERATOR_SIZES = {"pool": 16, "test": 128}  # the generator's sizes where data.pool_size / test_size are null
-# First-class fields of the RL sections and the trainer field each one sets (where the name differs, for PPO):
-# a train.trl key naming one of them is refused, so that the logged config is the config that ran.
 ACCURACY_REWARDS = ("accuracy", "accuracy_lenient", "accuracy_deepscaler")  # rewards that grade correctness
-PPO_NAMES = {"beta": "kl_coef", "max_completion_length": "response_length", "max_steps": "total_episodes"}
+# Per algorithm, TRL's config class (module, name) and the TRL field each of our settings sets where the names
+# differ; our other settings that TRL's config has go to it under their own names (rlvr.training.algorithms). A
+# train.trl key naming a field one of our settings sets is refused: the logged config is the config that ran.
+TRL_CONFIGS = {
+    "grpo": ("trl", "GRPOConfig"),
+    "ppo": ("trl.experimental.ppo", "PPOConfig"),
+    "entropy_min": ("trl", "GRPOConfig"),
+}
+TRL_NAMES = {"ppo": {"beta": "kl_coef", "max_completion_length": "response_length", "max_steps": "total_episodes"}}
+NOT_TRL_SETTINGS = ("save_steps",)  # TRL's field of that name means another thing (ours: 0 is no checkpoints)
+# the stop strings of the paper's evaluation harness (its vLLM stop list; rlvr.grading.official reads them here)
+OFFICIAL_STOP_STRINGS = ("</s>", "<|im_end|>", "<|endoftext|>")
 
 
 class Section(BaseModel):
@@ -218,9 +227,15 @@ class RLConfig(Section):
         return "grpo"
 
     def trainer_config_class(self) -> type:
-        from trl import GRPOConfig
+        """TRL's config class of the algorithm (TRL imported here: it loads slowly)."""
+        import importlib
 
-        return GRPOConfig
+        module, name = TRL_CONFIGS[self.algorithm_name]
+        return getattr(importlib.import_module(module), name)
+
+    def trl_name(self, setting: str) -> str:
+        """The TRL config field ``setting`` sets."""
+        return TRL_NAMES.get(self.algorithm_name, {}).get(setting, setting)
 
     def _section(self) -> str:
         return "history" if isinstance(self, HistoryConfig) else "train"
@@ -241,9 +256,7 @@ class RLConfig(Section):
             raise ValueError(
                 f"{section}.reward_weights: {len(self.reward_weights)} weights for {len(self.rewards)} rewards"
             )
-        first_class = {PPO_NAMES.get(name, name) if self.algorithm_name == "ppo" else name: name for name in
-                       type(self).model_fields if name not in ("trl", "reward", "reward_weights")}  # fmt: skip
-        first_class["reward_weights"] = "reward_weights"
+        first_class = {self.trl_name(name): name for name in type(self).model_fields if name not in ("trl", "reward")}
         for key in self.trl:
             if key in first_class:
                 raise ValueError(
@@ -326,13 +339,6 @@ class TrainConfig(RLConfig):
         """The reward name that grades the training example's accuracy (see ``accuracy_reward``)."""
         return self.accuracy_reward or next((r for r in self.rewards if r in ACCURACY_REWARDS), "accuracy")
 
-    def trainer_config_class(self) -> type:
-        if self.algorithm == "ppo":
-            from trl.experimental.ppo import PPOConfig
-
-            return PPOConfig
-        return super().trainer_config_class()
-
     @model_validator(mode="after")
     def _check_ppo(self) -> TrainConfig:
         if self.algorithm == "ppo":
@@ -392,7 +398,7 @@ class EvaluateConfig(Section):
         default_factory=dict, description="per benchmark name, e.g. {aime24: {num_samples: 8, temperature: 0.6}}"
     )
     stop: list[str] = Field(
-        default_factory=lambda: ["</s>", "<|im_end|>", "<|endoftext|>"],
+        default_factory=lambda: list(OFFICIAL_STOP_STRINGS),
         description="generation ends at these strings (the official evaluation's) and the model's end tokens",
     )
     loop_stop: bool = Field(

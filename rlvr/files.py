@@ -10,14 +10,14 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from rlvr.errors import InputError
-
-VERL_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
+from rlvr.templates import TRAIN_SUFFIX
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -94,7 +94,7 @@ def verl_problem(row: dict) -> str:
     (whitespace kept: the paper's training prompt is this text, a space and the instruction)."""
     prompt = row.get("prompt")
     text = prompt[-1]["content"] if prompt is not None and len(prompt) else ""
-    return str(text).removesuffix(" " + VERL_INSTRUCTION)
+    return str(text).removesuffix(" " + TRAIN_SUFFIX)  # the verl files' prompts end in the training suffix
 
 
 def verl_id(row: dict, index: int) -> str:
@@ -146,3 +146,41 @@ def excluded_ids(manifest_path: str | Path | None, key: str = "pool") -> list[st
     if manifest_path is None or not Path(manifest_path).is_file():
         return []
     return list(read_json(manifest_path).get(key, {}).get("excluded_ids", []))
+
+
+@dataclass(frozen=True)
+class EvalDir:
+    """The evaluate stage's folder, the one place its layout is written: per step and benchmark, the result's
+    metrics ``steps/step-N/<benchmark>.json`` (written last: its key marks the result complete) and its samples
+    ``samples/step-N/<benchmark>.jsonl``; ``by_step.json`` (a row per step) and ``metrics.json`` (the headline)."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    def step_results(self, step: int) -> Path:
+        return self.root / "steps" / f"step-{step}"
+
+    def result(self, step: int, benchmark: str) -> Path:
+        return self.step_results(step) / f"{benchmark}.json"
+
+    def samples(self, step: int, benchmark: str) -> Path:
+        return self.root / "samples" / f"step-{step}" / f"{benchmark}.jsonl"
+
+    def sample_files(self) -> list[Path]:
+        """Every samples file, by step folder and benchmark name."""
+        return sorted((self.root / "samples").glob("step-*/*.jsonl"))
+
+    def sampled_steps(self, benchmarks: list[str]) -> list[int]:
+        """The steps with samples of every one of ``benchmarks``, in order."""
+        steps = [int(folder.name.removeprefix("step-")) for folder in (self.root / "samples").glob("step-*")]
+        return sorted(step for step in steps if all(self.samples(step, name).is_file() for name in benchmarks))
+
+    @property
+    def by_step(self) -> Path:
+        return self.root / "by_step.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rlvr.files import read_records
+from rlvr.files import EvalDir, read_records
 from rlvr.metrics import Z_95, mcnemar_exact, wilson_interval
 
 BASE = "base"  # the model before training: step 0 of any cell
@@ -114,18 +114,14 @@ class CellOutputs:
 
     def steps(self) -> list[int]:
         """The evaluated steps (each with every benchmark's samples)."""
-        found = []
-        for folder in (self.eval_dir / "samples").glob("step-*"):
-            if all((folder / f"{name}.jsonl").is_file() for name in self.benchmarks):
-                found.append(int(folder.name.removeprefix("step-")))
-        return sorted(found)
+        return EvalDir(self.eval_dir).sampled_steps(self.benchmarks)
 
     def scores(self, step: int, metric: str, mode: str) -> Scores:
         """Per problem, its outcome at ``step``: correct under ``mode`` (accuracy), or the sample flag."""
         flag = f"correct_{mode}" if metric == "accuracy" else SHARE_FLAGS[metric]
         per_problem: dict[str, list[float]] = {}
         for name in self.benchmarks:
-            for sample in read_records(self.eval_dir / "samples" / f"step-{step}" / f"{name}.jsonl"):
+            for sample in read_records(EvalDir(self.eval_dir).samples(step, name)):
                 per_problem.setdefault(f"{name}:{sample['id']}", []).append(float(bool(sample[flag])))
         return Scores({key: statistics.fmean(values) for key, values in per_problem.items()})
 
@@ -314,7 +310,7 @@ def write_findings(
     """``findings.md``, ``findings.html`` and their figures in ``out_dir``; ``notes`` are added under the table
     (the cells' settings, their wall times). Returns the rows."""
     from rlvr.files import atomic_write_text
-    from rlvr.report.blocks import Figure, Heading, Items, Paragraph, Table, html_page, markdown
+    from rlvr.stages.report.blocks import Figure, Heading, Items, Paragraph, Table, html_page, markdown
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

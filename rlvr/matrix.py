@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from rlvr.config import Params, Paths, ReportConfig, describe, merge, parse_params
 from rlvr.errors import ConfigError, InputError
+from rlvr.files import EvalDir
 from rlvr.findings import BASE, CellOutputs, FindingsConfig, write_findings
 from rlvr.stages import STAGES
 
@@ -202,13 +203,13 @@ def write_report(matrix: Matrix, notes: list[str] = ()) -> Path | None:
     """One report over every cell evaluated so far (a training still running is marked partial), and where the
     matrix has a ``findings`` section, the findings report beside it (``notes`` under its table); None if no cell
     has been evaluated."""
-    from rlvr.report import run_report
     from rlvr.runs import from_outputs
+    from rlvr.stages.report import run_report
 
     runs = []
     for cell in matrix.cells:
         paths = cell.params.paths
-        if (Path(paths.eval_dir) / "by_step.json").is_file() and Path(paths.selection).is_file():
+        if EvalDir(paths.eval_dir).by_step.is_file() and Path(paths.selection).is_file():
             runs.append(from_outputs(cell.params, paths.train_dir, paths.eval_dir, paths.selection, name=cell.name))
     if not runs:
         logger.warning("no cell of %s has been evaluated yet: no report", matrix.path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlvr.config import Params, parse_ranks
-from rlvr.files import read_json, read_records, read_rows
+from rlvr.files import EvalDir, read_json, read_records, read_rows
 from rlvr.grading import GRADING_MODES
 from rlvr.metrics import best_row
 
@@ -166,7 +166,7 @@ def from_outputs(
         max_new_tokens=params.evaluate.max_new_tokens,
         reference_model=params.report.reference_model,
         train_accuracy={int(e["step"]): float(e["accuracy"]) for e in train_log if "accuracy" in e},
-        evals=evals_from_rows(read_json(Path(eval_dir) / "by_step.json")),
+        evals=evals_from_rows(read_json(EvalDir(eval_dir).by_step)),
         partial=None if log_path.is_file() else f"training in {train_dir} has not finished",
     )
 

@@ -6,7 +6,7 @@
 The workload is what the evaluate stage does for one model: the base embedded model on the params file's
 generated suites (``data.suite_size`` problems each, validation split, greedy, the params' ``max_new_tokens``,
 ``batch_size``, ``loop_stop`` and ``evaluate.dtype``), generated and graded by the stage's own code
-(``rlvr.evaluate.evaluate_models``): the transformers backend on its single-threaded workers, vLLM's CPU build
+(``rlvr.stages.evaluate.evaluate_models``): the transformers backend on its single-threaded workers, vLLM's CPU build
 in this process. Prints, and writes as JSON, per backend: the wall time of generation and grading, an engine's
 start measured alone (the stage starts one per checkpoint), generated tokens per second without and with that start
 and their ratios to the first backend's, how many completions are identical to the first backend's, the headline
@@ -23,11 +23,11 @@ from pathlib import Path
 
 from rlvr.backends import compute_dtype
 from rlvr.config import load_params
-from rlvr.evaluate import Benchmark, evaluate_models, load_backend
-from rlvr.files import read_records, write_rows
+from rlvr.files import EvalDir, read_records, write_rows
 from rlvr.generator import SUITES, suite
 from rlvr.metrics import wilson_interval
-from rlvr.model import prepare_model
+from rlvr.models import prepare_model
+from rlvr.stages.evaluate import Benchmark, evaluate_models, load_backend
 
 
 def main() -> None:
@@ -62,8 +62,8 @@ def main() -> None:
             started = time.perf_counter()
             evaluate_models(config, params.model, [(0, model_dir)], benchmarks, work / backend)
             seconds = time.perf_counter() - started
-            samples[backend] = [r for b in benchmarks for r in read_records(work / backend / "samples" / "step-0" /
-                                                                             f"{b.name}.jsonl")]  # fmt: skip
+            layout = EvalDir(work / backend)
+            samples[backend] = [r for b in benchmarks for r in read_records(layout.samples(0, b.name))]
             tokens = sum(r["length"] for r in samples[backend])
             correct = sum(bool(r[f"correct_{mode}"]) for r in samples[backend])
             low, high = wilson_interval(correct, len(samples[backend]))

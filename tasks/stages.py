@@ -14,10 +14,10 @@ from pathlib import Path
 from prefect import Task, task
 
 from rlvr import lineage, stages
-from rlvr.checkpoints import MARKER, checkpoints, is_finished
 from rlvr.config import Params
-from rlvr.evaluate import evaluate_model, suite
-from rlvr.files import content_hash
+from rlvr.files import EvalDir, content_hash
+from rlvr.stages.evaluate import evaluate_model, suite
+from rlvr.training.checkpoints import MARKER, checkpoints, is_finished
 
 HUB_RETRIES = {"retries": 2, "retry_delay_seconds": 30}
 
@@ -62,7 +62,7 @@ def checkpoint_cache_key(context, parameters: dict) -> str:
     marker = model_dir / MARKER
     state = marker.read_text() if marker.is_file() else str(model_dir.resolve())
     eval_dir = Path(params.paths.eval_dir).resolve()
-    done = sorted(path.name for path in (eval_dir / "steps" / f"step-{step}").glob("*.json"))
+    done = sorted(path.name for path in EvalDir(eval_dir).step_results(step).glob("*.json"))
     key = content_hash(lineage.stage_keys(params)["evaluate"], step, state, str(eval_dir), done)
     return f"evaluate-step-{step}-{key}"
 

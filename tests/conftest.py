@@ -68,7 +68,7 @@ def run_module(cwd: Path, module: str, *args: str, env: dict | None = None) -> s
 def embedded_model(tmp_path_factory) -> Path:
     """The embedded model (SmolLM2-135M-Instruct) converted from its GGUF once per session: for the tests that
     need a real model's behaviour."""
-    from rlvr.model import prepare_model
+    from rlvr.models import prepare_model
 
     return prepare_model("embedded", tmp_path_factory.mktemp("embedded") / "model")
 

@@ -68,14 +68,14 @@ def test_each_stages_code_deps_are_the_modules_its_entry_point_imports():
 
 def test_report_code_is_not_a_dependency_of_training():
     for stage in ("model", "data", "history", "select", "train", "evaluate"):
-        assert not any(path.startswith("rlvr/report") for path in lineage.stage_code(stage)), stage
-    assert "rlvr/report/tables.py" in lineage.stage_code("report")
+        assert not any(path.startswith("rlvr/stages/report") for path in lineage.stage_code(stage)), stage
+    assert "rlvr/stages/report/tables.py" in lineage.stage_code("report")
 
 
 def test_the_names_the_params_accept_are_the_registries():
     from rlvr.backends import BACKENDS
     from rlvr.grading import GRADING_MODES
-    from rlvr.select import METHODS
+    from rlvr.selection import METHODS
     from rlvr.templates import TEMPLATES
 
     assert set(get_args(config.TemplateName)) == set(TEMPLATES)
@@ -95,22 +95,6 @@ def test_the_stages_are_defined_once_and_dvc_yaml_follows_them():
         assert {p for p in declared if p != config.Paths().history_work} <= {
             w.split("/steps")[0].split("/samples")[0].split("/by_step")[0].split("/metrics")[0] for w in written
         } | written, stage.name
-
-
-def test_moved_modules_still_import_with_a_warning_naming_their_new_place():
-    import importlib
-    import sys
-
-    import pytest
-
-    sys.modules.pop("rlvr.registry", None)
-    with pytest.warns(DeprecationWarning, match="rlvr.registry is deprecated: import the catalogue from rlvr.datasets"):
-        registry = importlib.import_module("rlvr.registry")
-    assert registry.load is not None and "math500" in registry.BENCHMARKS
-    from rlvr import data
-
-    with pytest.warns(DeprecationWarning, match="rlvr.data.read_json is deprecated: use rlvr.files.read_json"):
-        assert data.read_json is not None
 
 
 def test_the_environment_check_allows_only_the_explained_pip_check_lines():

@@ -8,10 +8,10 @@ import pytest
 from conftest import ROOT
 
 from rlvr.config import load_params
-from rlvr.evaluate import step_row, suite
 from rlvr.grading import GRADING_MODES
-from rlvr.report.tables import accuracy_table, finding, load_reference, paper_table
 from rlvr.runs import RunResult, evals_from_rows
+from rlvr.stages.evaluate import step_row, suite
+from rlvr.stages.report.tables import accuracy_table, finding, load_reference, paper_table
 
 EMBEDDED = ["arith1", "units", "word1", "arith2", "word2"]
 PAPER_SIX = ["math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25"]

@@ -10,12 +10,12 @@ import re
 import pytest
 
 from rlvr.config import DataConfig, Paths, parse_params
-from rlvr.data import materialise
 from rlvr.datasets import BENCHMARKS, REGISTRY, load
 from rlvr.errors import ConfigError, InputError
 from rlvr.files import read_json, read_rows, write_rows
 from rlvr.generator import SUITES, generate, suite
 from rlvr.rewards import accuracy_reward
+from rlvr.stages.data import materialise
 
 EXPECTED_ROWS = {
     "math500": 500,

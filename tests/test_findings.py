@@ -73,8 +73,7 @@ def _cell(root: Path, name: str, right: dict[int, int], train: dict[int, float] 
     for step, count in right.items():
         for bench in BENCHMARKS:
             rows = [
-                {"id": str(i), "correct_official": i < count, "boxed": i < count, "reflection": False}
-                for i in range(n)
+                {"id": str(i), "correct_official": i < count, "boxed": i < count, "reflection": False} for i in range(n)
             ]
             write_rows(root / name / "eval" / "samples" / f"step-{step}" / f"{bench}.jsonl", rows)
     if train is not None:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from tiny import build_tiny_qwen2
 
-from rlvr.checkpoints import checkpoints
 from rlvr.config import EvaluateConfig, ModelConfig, TrainConfig
 from rlvr.files import read_records, write_rows
 from rlvr.generator import generate
+from rlvr.training.checkpoints import checkpoints
 
 pytestmark = [
     pytest.mark.gpu,
@@ -24,7 +24,7 @@ def qwen2(tmp_path_factory):
 
 
 def _train(model, tmp_path, out: str, max_steps: int, crash_at: int | None = None):
-    from rlvr.train import run_train
+    from rlvr.stages.train import run_train
 
     pool, _ = generate(2, 0, seed=0)
     write_rows(tmp_path / "rows.jsonl", [pool[i % 2] for i in range(4)])
@@ -39,9 +39,9 @@ def test_bf16_grpo_steps_on_cuda_then_resume(qwen2, tmp_path):
     assert [int(s["step"]) for s in steps] == [1, 2]
     [(step, path)] = checkpoints(tmp_path / "run")
     assert step == 2 and (path / "optimizer.pt").is_file()
-    from rlvr.grpo import grpo_args
+    from rlvr.training.algorithms import trainer_args
 
-    assert grpo_args(TrainConfig(), tmp_path, save=False).bf16  # mixed precision on the GPU
+    assert trainer_args(TrainConfig(), tmp_path, save=False).bf16  # mixed precision on the GPU
     more = _train(qwen2, tmp_path, "run", max_steps=4)  # the same run, two more steps: resumed from step 2
     assert [int(s["step"]) for s in more] == [1, 2, 3, 4]
     assert [s for s, _ in checkpoints(tmp_path / "run")] == [2, 4]

@@ -12,8 +12,8 @@ from epoch_rewards import expected
 from rlvr.config import HistoryConfig, InputError, ModelConfig
 from rlvr.files import write_rows
 from rlvr.generator import generate
-from rlvr.history import AccuracyRecorder, import_history, pass_rate_history
 from rlvr.rewards import accuracy_reward
+from rlvr.stages.history import AccuracyRecorder, import_history, pass_rate_history
 
 
 def test_recorder_groups_rollouts_by_example_and_epoch():

@@ -125,7 +125,7 @@ def test_auto_precision_is_bfloat16_only_where_the_hardware_computes_it(monkeypa
 
 
 def test_flat_metric_names_are_valid_mlflow_names():
-    from rlvr.evaluate import flat_metrics
+    from rlvr.stages.evaluate import flat_metrics
 
     metrics = {"accuracy_strict": 0.5, "benchmark": "x", "by_subject": {"Counting & Probability": {"num_problems": 3}}}
     assert flat_metrics("test", metrics) == {

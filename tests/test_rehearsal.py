@@ -26,7 +26,7 @@ from scipy.stats import binomtest
 from rlvr import stages, tracking
 from rlvr.config import load_params, parse_overrides
 from rlvr.files import read_json, read_records, read_rows, write_json
-from rlvr.report.tables import PAPER_BENCHMARKS, average_of, load_reference, reference_for
+from rlvr.stages.report.tables import PAPER_BENCHMARKS, average_of, load_reference, reference_for
 
 pytestmark = pytest.mark.rehearsal
 

@@ -5,8 +5,9 @@ import re
 import pytest
 from conftest import require
 
-from rlvr.report import run_report
-from rlvr.report.tables import (
+from rlvr.runs import RunResult, evals_from_rows, paper_setting
+from rlvr.stages.report import run_report
+from rlvr.stages.report.tables import (
     accuracy_table,
     finding,
     gains_table,
@@ -15,7 +16,6 @@ from rlvr.report.tables import (
     paper_table,
     reference_for,
 )
-from rlvr.runs import RunResult, evals_from_rows, paper_setting
 
 ORDER = ["math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25", "average"]
 

@@ -7,7 +7,7 @@ from conftest import run_module
 
 from rlvr.errors import InputError
 from rlvr.files import read_rows, write_rows
-from rlvr.select import METHODS, parse_ranks, rank, select
+from rlvr.selection import METHODS, parse_ranks, rank, select
 
 HISTORY = {
     "a": [0.0, 0.0, 0.0],  # never solved: std 0

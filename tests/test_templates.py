@@ -4,9 +4,9 @@ from conftest import require
 
 from rlvr.config import ModelConfig
 from rlvr.datasets import load
-from rlvr.evaluate import grade_sample
 from rlvr.files import read_records
 from rlvr.rewards import grade
+from rlvr.stages.evaluate import grade_sample
 from rlvr.templates import QWEN25_MATH_COT, get_template
 
 

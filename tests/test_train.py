@@ -19,15 +19,16 @@ import yaml
 from conftest import ROOT, require, run_module
 from safetensors.torch import load_file
 
-from rlvr.checkpoints import MARKER, checkpoints, resume_point, writer_lock
 from rlvr.config import ModelConfig, TrainConfig, load_params, parse_params
 from rlvr.errors import InputError
 from rlvr.files import read_records, write_rows
 from rlvr.generator import generate
-from rlvr.grpo import build_trainer, grpo_args
-from rlvr.launch import launch_command, needs_launch
-from rlvr.monitor import RolloutMonitor
-from rlvr.train import apply_label
+from rlvr.stages.train import apply_label
+from rlvr.training.algorithms import trainer_args
+from rlvr.training.checkpoints import MARKER, checkpoints, resume_point, writer_lock
+from rlvr.training.grpo import build_trainer
+from rlvr.training.launch import launch_command, needs_launch
+from rlvr.training.monitor import RolloutMonitor
 
 PRESETS = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
 
@@ -109,10 +110,10 @@ def test_ppo_refuses_what_trl_ppo_cannot_do():
 
 def test_grpo_args_carry_each_switch():
     config = TrainConfig(beta=0.001, entropy_coef=0.002, weight_decay=0.0, temperature=0.6, use_vllm=True)
-    args = grpo_args(config, "out", save=True, resumable=True)
+    args = trainer_args(config, "out", save=True, resumable=True)
     assert (args.beta, args.entropy_coef, args.weight_decay, args.temperature) == (0.001, 0.002, 0.0, 0.6)
     assert args.use_vllm and args.vllm_mode == "colocate" and not args.save_only_model
-    assert grpo_args(TrainConfig(), "out", save=True).entropy_coef == 0.0
+    assert trainer_args(TrainConfig(), "out", save=True).entropy_coef == 0.0
 
 
 def test_label_override_replaces_the_answer_and_keeps_the_gold():
@@ -211,10 +212,10 @@ def _one_step(model_dir, tmp_path, **switches) -> tuple[dict, dict, object]:
     values.update(max_completion_length=8, max_steps=1, save_steps=1, temperature=1.0)
     config = TrainConfig(reward="epoch_rewards:text_reward", **{**values, **switches})
     policy_loss = switches.get("policy_loss", True)
+    args = trainer_args(config, tmp_path, save=False)
     trainer = build_trainer(
-        model_dir, _rows(), config, ModelConfig(), tmp_path, get_reward(config.reward), "", save=False,
-        policy_loss=policy_loss,
-    )  # fmt: skip
+        model_dir, _rows(), args, ModelConfig(), get_reward(config.reward), "", policy_loss=policy_loss
+    )
     before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
     trainer.train()
     after = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
@@ -257,14 +258,15 @@ def test_entropy_minimisation_trains_without_a_reward_and_lowers_the_entropy(tin
     the weights move, and the policy's token entropy on a fixed text falls."""
     from transformers import AutoTokenizer
 
-    from rlvr.grpo import EntropyMinimizationTrainer
     from rlvr.rewards import get_reward
+    from rlvr.training.entropy_min import EntropyMinimizationTrainer
 
     config = TrainConfig(reward="format", algorithm="entropy_min", learning_rate=1e-3, weight_decay=0.0,
                          num_generations=4, per_device_train_batch_size=4, max_completion_length=8, max_steps=3,
                          save_steps=3, temperature=1.0)  # fmt: skip
-    trainer = build_trainer(tiny_model, _rows(), config, ModelConfig(), tmp_path, get_reward("format"), "",
-                            save=False, trainer_class=EntropyMinimizationTrainer)  # fmt: skip
+    args = trainer_args(config, tmp_path, save=False)
+    trainer = build_trainer(tiny_model, _rows(), args, ModelConfig(), get_reward("format"), "",
+                            trainer_class=EntropyMinimizationTrainer)  # fmt: skip
     text = AutoTokenizer.from_pretrained(tiny_model)("What is 12 times 7? The answer is 84.", return_tensors="pt")
 
     def entropy() -> float:
@@ -483,10 +485,10 @@ def test_ppo_trains_on_cpu(tiny_model, tmp_path):
 def test_ppo_reward_model_grades_the_response(tiny_model):
     from trl.experimental.utils import get_reward
 
-    from rlvr.grpo import load_policy
-    from rlvr.ppo import VerifiableRewardModel
     from rlvr.rewards import accuracy_reward
     from rlvr.templates import get_template
+    from rlvr.training.grpo import load_policy
+    from rlvr.training.ppo import VerifiableRewardModel
 
     _, tokenizer = load_policy(tiny_model)
     rows = [{"id": "1", "problem": "2+3?", "answer": "5"}, {"id": "2", "problem": "2+2?", "answer": "4"}]
@@ -531,7 +533,7 @@ def test_several_rewards_combine_with_their_weights_as_trl_defines(tiny_model, t
                          num_generations=4, per_device_train_batch_size=4, max_completion_length=6, max_steps=1,
                          save_steps=1)  # fmt: skip
     rewards = [get_reward(name) for name in config.rewards]
-    trainer = build_trainer(tiny_model, _rows(), config, ModelConfig(), tmp_path, rewards, "", save=False)
+    trainer = build_trainer(tiny_model, _rows(), trainer_args(config, tmp_path, save=False), ModelConfig(), rewards, "")
     trainer.train()
     [entry] = [e for e in trainer.state.log_history if "reward" in e]
     text, fmt = entry["rewards/text_reward/mean"], entry["rewards/format_reward/mean"]
@@ -547,7 +549,7 @@ def test_several_rewards_combine_with_their_weights_as_trl_defines(tiny_model, t
 @pytest.mark.integration
 def test_lora_training_writes_adapter_checkpoints_that_evaluate(tiny_model, tmp_path):
     from rlvr.config import EvaluateConfig
-    from rlvr.evaluate import Benchmark, run_evaluate
+    from rlvr.stages.evaluate import Benchmark, run_evaluate
 
     peft = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
     _train_params(tmp_path, max_steps=2, save_steps=2, sample_steps=0, peft=peft)

@@ -22,7 +22,7 @@ def build_tiny_model(out_dir: str | Path, hidden: int = 64, layers: int = 2, see
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from rlvr.model import embedded_gguf
+    from rlvr.models import embedded_gguf
 
     with embedded_gguf("embedded") as gguf:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

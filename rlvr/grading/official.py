@@ -14,9 +14,9 @@ import math
 import re
 from collections.abc import Callable
 
+from rlvr.config import OFFICIAL_STOP_STRINGS
 from rlvr.grading import limits
 
-STOP_STRINGS = ("</s>", "<|im_end|>", "<|endoftext|>")  # the official vLLM stop strings
 CHOICES = ("A", "B", "C", "D", "E")
 NO_UNIT_DATASETS = ("minerva_math",)  # unit words are kept (gold and prediction)
 REL_TOL = 1e-4
@@ -41,7 +41,7 @@ _LAST_NUMBER = re.compile(r"-?\d*\.?\d+")
 
 def cut_at_stop(text: str) -> str:
     """``text`` up to its first official stop string (generation stops there)."""
-    for stop in STOP_STRINGS:
+    for stop in OFFICIAL_STOP_STRINGS:
         text = text.split(stop, 1)[0]
     return text
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlvr.report import figures
-from rlvr.report.blocks import Block, Figure, Heading, Items, Paragraph, Table
-from rlvr.report.tables import (
+from rlvr.runs import RunResult
+from rlvr.stages.report import figures
+from rlvr.stages.report.blocks import Block, Figure, Heading, Items, Paragraph, Table
+from rlvr.stages.report.tables import (
     ALPHA,
     CUT_WARNING,
     PAPER_MODE,
@@ -19,7 +20,6 @@ from rlvr.report.tables import (
     modes_table,
     paper_table,
 )
-from rlvr.runs import RunResult
 
 TITLE = "1-shot RLVR report"
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from rlvr.config import Params
 from rlvr.files import atomic_write_text, read_json, write_json
-from rlvr.report.blocks import Items, Table, html_page, markdown
-from rlvr.report.document import TITLE, document
-from rlvr.report.tables import load_reference
 from rlvr.runs import RunResult
+from rlvr.stages.report.blocks import Items, Table, html_page, markdown
+from rlvr.stages.report.document import TITLE, document
+from rlvr.stages.report.tables import load_reference
 
 SUMMARY_FILE = "summary.json"  # the findings and the main table, for other views (Prefect artifacts)
 

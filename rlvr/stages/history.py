@@ -24,14 +24,16 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from rlvr import launch, tracking
-from rlvr.checkpoints import resume_point
+from rlvr import tracking
 from rlvr.config import HistoryConfig, ModelConfig, Params, to_dict
 from rlvr.errors import InputError
 from rlvr.files import content_hash, excluded_ids, read_json, read_rows, write_json
-from rlvr.grpo import build_trainer
 from rlvr.rewards import combined_reward
-from rlvr.select import id_order, validate_history
+from rlvr.selection import id_order, validate_history
+from rlvr.training import launch
+from rlvr.training.algorithms import trainer_args
+from rlvr.training.checkpoints import resume_point
+from rlvr.training.grpo import build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -114,19 +116,8 @@ def grpo_history(config: HistoryConfig, model_dir, pool: list[dict], prompt: Mod
     if resume is not None:
         logger.info("resuming the history run from %s", resume)
         recorder.load_state(read_json(resume / RECORD_FILE))
-    trainer = build_trainer(
-        model_dir,
-        pool,
-        config,
-        prompt,
-        work_dir,
-        reward=recorder,
-        prefix="history.",
-        save=config.save_steps > 0,
-        resumable=True,
-        keep=2,
-        callbacks=[RecordCheckpoint(recorder)],
-    )
+    args = trainer_args(config, work_dir, save=config.save_steps > 0, resumable=True, keep=2)
+    trainer = build_trainer(model_dir, pool, args, prompt, recorder, "history.", [RecordCheckpoint(recorder)])
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     tracking.log_metrics({"rollouts_recorded": recorder.rollouts()})
     return recorder.history()

@@ -1,4 +1,5 @@
-"""The train stage: GRPO (or PPO) on the selected rows, resumable, with per-step metrics and checkpoints."""
+"""The train stage: an RL algorithm (``rlvr.training.algorithms``: GRPO, PPO, entropy minimisation) on the selected
+rows, resumable, with per-step metrics and checkpoints."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rlvr import launch, tracking
-from rlvr.checkpoints import (
+from rlvr import tracking
+from rlvr.config import ModelConfig, Params, TrainConfig, to_dict
+from rlvr.files import content_hash, file_sha256, read_records, read_rows, write_rows
+from rlvr.rewards import get_reward
+from rlvr.training import launch
+from rlvr.training.algorithms import get_algorithm, trainer_args
+from rlvr.training.checkpoints import (
     MarkCheckpoint,
     checkpoints,
     drop_resume_state,
@@ -18,10 +24,7 @@ from rlvr.checkpoints import (
     resume_point,
     writer_lock,
 )
-from rlvr.config import ModelConfig, Params, TrainConfig, to_dict
-from rlvr.files import content_hash, file_sha256, read_records, read_rows, write_rows
-from rlvr.monitor import RolloutMonitor
-from rlvr.rewards import get_reward
+from rlvr.training.monitor import RolloutMonitor
 
 # Settings that say how long a run goes and what it keeps, not what it is: a rerun that changes only these
 # continues the same run (more steps resume from its last checkpoint).
@@ -44,22 +47,11 @@ def apply_label(rows: list[dict], label: str | dict[str, str] | None) -> list[di
     return [{**row, "answer": labels.get(row["id"], row["answer"]), "gold_answer": row["answer"]} for row in rows]
 
 
-def trainer_args(config: TrainConfig, out_dir: str | Path):
-    """The TRL config object the train stage builds for ``config`` (GRPOConfig or PPOConfig)."""
-    if config.algorithm == "ppo":
-        from rlvr.ppo import ppo_args
-
-        return ppo_args(config, out_dir)
-    from rlvr.grpo import grpo_args
-
-    return grpo_args(config, out_dir, save=True, resumable=True)
-
-
 def effective_config(params: Params) -> dict[str, Any]:
     """What the train stage of ``params`` runs with: our settings, the batch per step, the launch, and the
     full TRL trainer configuration (as JSON-ready values)."""
-    from rlvr.launch import launch_command
     from rlvr.templates import get_template
+    from rlvr.training.launch import launch_command
 
     config = params.train
     completions = config.completions_per_step
@@ -103,8 +95,9 @@ def run_train(
     rows = apply_label(read_rows(train_path), config.label)
     identity = run_identity(config, prompt, rows, model_dir)
     resume = resume_point(out_dir, identity)
-    if config.algorithm == "ppo" and resume is not None:
-        logger.warning("TRL's PPO trainer cannot resume: training %s again from step 0", out_dir)
+    algorithm = get_algorithm(config.algorithm)
+    if not algorithm.resumable and resume is not None:
+        logger.warning("TRL's %s trainer cannot resume: training %s again from step 0", config.algorithm, out_dir)
         for _, path in checkpoints(out_dir):
             shutil.rmtree(path)
         resume = None
@@ -114,31 +107,21 @@ def run_train(
     callbacks = [monitor, MarkCheckpoint(identity)]
     if config.label is not None:
         tracking.set_tag("rlvr.label_override", json.dumps(config.label))
-    if config.algorithm == "ppo":
-        from rlvr.ppo import build_ppo_trainer
-
-        trainer = build_ppo_trainer(model_dir, rows, config, prompt, out_dir, rewards[0], "train.", callbacks)
-        tracking.log_dict(json.loads(json.dumps(trainer.args.to_dict(), default=str)), "config/trainer.json")
-        trainer.train()
-    else:
-        from rlvr.grpo import EntropyMinimizationTrainer, ResumableGRPOTrainer, build_trainer
-
-        trainer_class = EntropyMinimizationTrainer if config.algorithm == "entropy_min" else ResumableGRPOTrainer
-        trainer = build_trainer(
-            model_dir, rows, config, prompt, out_dir, rewards if len(rewards) > 1 else rewards[0], "train.",
-            save=True, resumable=True, callbacks=callbacks, policy_loss=config.policy_loss, peft=config.peft,
-            trainer_class=trainer_class,
-        )  # fmt: skip
-        tracking.log_dict(json.loads(json.dumps(trainer.args.to_dict(), default=str)), "config/trainer.json")
-        if resume is not None:
-            logger.info("resuming the train run from %s", resume)
-            if not (resume / "optimizer.pt").is_file():
-                logger.warning(
-                    "%s has no optimizer state (dropped when its training finished; train.keep_resume_state keeps "
-                    "it): continuing from its weights with a fresh optimizer",
-                    resume,
-                )
+    args = trainer_args(config, out_dir)
+    trainer = algorithm.build(model_dir, rows, config, args, prompt, rewards, "train.", callbacks)
+    tracking.log_dict(json.loads(json.dumps(trainer.args.to_dict(), default=str)), "config/trainer.json")
+    if resume is not None:
+        logger.info("resuming the train run from %s", resume)
+        if not (resume / "optimizer.pt").is_file():
+            logger.warning(
+                "%s has no optimizer state (dropped when its training finished; train.keep_resume_state keeps "
+                "it): continuing from its weights with a fresh optimizer",
+                resume,
+            )
+    if algorithm.resumable:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    else:
+        trainer.train()
     steps = [
         {"step": entry["step"], **{k: float(v) for k, v in entry.items() if isinstance(v, (int, float))}}
         for entry in trainer.state.log_history

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rlvr.config import Params, parse_ranks
+from rlvr.config import parse_ranks
 from rlvr.errors import InputError
-from rlvr.files import atomic_write_text, excluded_ids, read_json, read_rows, write_rows
+from rlvr.files import atomic_write_text, read_json, read_rows, write_rows
 
 __all__ = ["METHODS", "parse_ranks", "rank", "run_select", "select"]
 
@@ -175,24 +175,3 @@ def run_select(
 
         atomic_write_text(ranking_path, pd.DataFrame(table).to_csv(index=False))
     return rows
-
-
-def run(params: Params, parent_id: str | None = None) -> list[dict]:
-    """The select stage: ``paths.history`` and ``paths.pool`` -> ``paths.selection`` and ``paths.ranking``."""
-    from rlvr import tracking
-
-    paths, config = params.paths, params.select
-    with tracking.stage_run("select", params, parent_id):
-        excluded = excluded_ids(paths.data_manifest)
-        rows = run_select(
-            paths.history, paths.pool, config.method, config.ranks, config.repeat, paths.selection, paths.ranking,
-            config.seed, excluded,
-        )  # fmt: skip
-        selected = list(dict.fromkeys(row["id"] for row in rows))
-        pool_examples = len(read_rows(paths.pool))  # the whole pool selected: the paper's dsr_sub setting
-        counts = {"selected_rows": len(rows), "selected_examples": len(selected), "pool_examples": pool_examples}
-        tracking.log_metrics(counts)
-        tracking.set_tag("rlvr.selected_ids", ",".join(selected))
-        tracking.log_artifact(paths.selection)
-        tracking.log_artifact(paths.ranking)
-        return rows

@@ -98,21 +98,3 @@ def run(params: Params, parent_id: str | None = None) -> dict:
         if active is not None and (parent := active.data.tags.get("mlflow.parentRunId")):
             tracking.log_datasets(manifest, "data", run_id=parent)  # the pipeline run's Dataset column
         return manifest
-
-
-_MOVED_TO_FILES = ("read_json", "write_json", "read_rows", "write_rows", "read_records", "atomic_write_text",
-                   "file_sha256", "normalise", "verl_problem", "verl_id", "verl_gold")  # fmt: skip
-
-
-def __getattr__(name: str):
-    """The file helpers that lived here until the data stage moved in: importable one release more, with a
-    warning naming their new place (``rlvr.files``)."""
-    if name in _MOVED_TO_FILES or name == "fingerprint":
-        import warnings
-
-        from rlvr import files
-
-        new = "content_hash" if name == "fingerprint" else name
-        warnings.warn(f"rlvr.data.{name} is deprecated: use rlvr.files.{new}", DeprecationWarning, stacklevel=2)
-        return getattr(files, new)
-    raise AttributeError(f"module 'rlvr.data' has no attribute {name!r}")

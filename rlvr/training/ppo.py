@@ -8,7 +8,6 @@ its known prompt and the response, decodes the response and grades it against th
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,10 +17,10 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-from rlvr.config import ModelConfig, TrainConfig
-from rlvr.grpo import MlflowStepLogger
-from rlvr.model import load_policy
+from rlvr.config import ModelConfig
+from rlvr.models import load_policy
 from rlvr.templates import get_template
+from rlvr.training.monitor import MlflowStepLogger
 
 
 class VerifiableRewardModel(nn.Module):
@@ -58,41 +57,11 @@ class VerifiableRewardModel(nn.Module):
         return SimpleNamespace(hidden_states=[values[:, None, None].expand(-1, input_ids.shape[1], 1)])
 
 
-def ppo_args(config: TrainConfig, output_dir: str | Path) -> PPOConfig:
-    """TRL's ``PPOConfig`` for ``config``: ``beta`` is the KL coefficient (k3 estimator, as the paper's KL loss),
-    ``max_completion_length`` the response length, ``max_steps`` PPO batches; ``config.trl`` passed through last."""
-    values: dict[str, Any] = {
-        "output_dir": str(output_dir),
-        "learning_rate": config.learning_rate,
-        "weight_decay": config.weight_decay,
-        "kl_coef": config.beta,
-        "kl_estimator": "k3",
-        "temperature": config.temperature,
-        "response_length": config.max_completion_length,
-        "per_device_train_batch_size": config.per_device_train_batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "total_episodes": config.max_steps * config.completions_per_step,
-        "stop_token": "eos",
-        "num_sample_generations": 0,
-        "lr_scheduler_type": config.lr_scheduler_type,
-        "seed": config.seed,
-        "save_strategy": "steps",
-        "save_steps": config.save_steps,
-        "save_only_model": True,  # TRL's PPO loop cannot resume from a checkpoint
-        "logging_steps": 1,
-        "report_to": "none",
-        "bf16": torch.cuda.is_available(),
-        "use_cpu": not torch.cuda.is_available(),
-        "disable_tqdm": False,
-    }
-    values.update(config.trl)
-    return PPOConfig(**values)
-
-
 def build_ppo_trainer(
-    model_dir, rows: list[dict], config: TrainConfig, prompt: ModelConfig, output_dir, reward, prefix, callbacks=()
+    model_dir, rows: list[dict], args: PPOConfig, prompt: ModelConfig, reward, prefix, callbacks=()
 ) -> PPOTrainer:
-    """A PPOTrainer on ``rows``: policy and value model (a scalar head on the same base model) from ``model_dir``."""
+    """A PPOTrainer with TRL's ``args`` on ``rows``: policy and value model (a scalar head on the same base model)
+    from ``model_dir``."""
     policy, tokenizer = load_policy(model_dir)
     template = get_template(prompt.rollout_template)
     prompt_ids = [
@@ -103,7 +72,7 @@ def build_ppo_trainer(
     value_model.config.pad_token_id = tokenizer.pad_token_id
     dataset = Dataset.from_dict({"input_ids": prompt_ids})
     return PPOTrainer(
-        args=ppo_args(config, output_dir),
+        args=args,
         processing_class=tokenizer,
         model=policy,
         ref_model=None,

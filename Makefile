@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: setup setup-vllm setup-gemma run run-families families-pipeline flow test test-fast test-rehearsal test-all browser plots bench bench-help lint deps mlflow-ui gpu-wheels clean
+.PHONY: setup setup-vllm setup-gemma run run-families run-findings families-pipeline flow test test-fast test-rehearsal test-all browser plots bench bench-help lint mlflow-ui gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ run: setup
 # Both embedded families (SmolLM2 and Gemma 3), each on its own selected example, and one cross-family report.
 run-families: setup-gemma
 	$(BIN)/python -m flows.cross_family --matrix configs/matrix/embedded.yaml
+
+# The paper's findings on a laptop: each claim tested on both embedded families, with a verdict per claim
+# (configs/matrix/findings.yaml; report: outputs/findings-report/findings.md). A rerun skips finished cells.
+run-findings: setup-gemma
+	$(BIN)/python -m flows.cross_family --matrix configs/matrix/findings.yaml
 
 # The cross-family matrix as DVC stages (families/stages.yaml), opt-in: a families/dvc.yaml in the project would
 # put its never-run stages into the default pipeline's `dvc status`. An edited copy is never overwritten.
@@ -103,10 +108,6 @@ bench-help: setup
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
-
-# Rewrite each stage's code deps in dvc.yaml to the modules its entry point imports.
-deps: setup
-	$(BIN)/python -m rlvr.lineage --write
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -72,6 +72,7 @@ class Paths(Section):
         "settings again (a matrix's cells share their base model's)",
     )
     report_dir: str = Field("outputs/report", description="report.md, report.html, figures (report stage)")
+    code_dir: str = Field("outputs/code", description="the hash of the code each stage runs (DVC's code stage)")
 
 
 class TrackingConfig(Section):

@@ -1,18 +1,14 @@
-"""Where a result came from: stage input keys, the git commit, DVC's hash of the inputs, dataset hashes; and the
-code each stage runs.
+"""Where a result came from: stage input keys, the git commit, DVC's hash of the inputs, dataset hashes.
 
-``dvc.yaml`` is the one declaration of each stage's inputs (params keys, code files, upstream outputs); its code
-files are the project modules the stage's entry point imports, directly or not, imports inside functions
-included (:func:`code_closure`; a test keeps ``dvc.yaml`` equal to it, ``python -m rlvr.lineage --write``
-rewrites it).
-From it, :func:`stage_keys` derives a key per stage that changes whenever the stage's params, its code or any
-upstream key changes (a chain, like DVC's, without hashing model weights): the Prefect tasks' cache key and
-the ``rlvr.inputs_key`` tag of every MLflow stage run, so both runners name the same inputs alike.
+``dvc.yaml`` is the one declaration of each stage's inputs (params keys, its code's hash file, other files,
+upstream outputs). From it, :func:`stage_keys` derives a key per stage that changes whenever the stage's params,
+its code (by meaning: ``rlvr.codehash``) or any upstream key changes (a chain, like DVC's, without hashing model
+weights): the Prefect tasks' cache key and the ``rlvr.inputs_key`` tag of every MLflow stage run, so both runners
+name the same inputs alike.
 """
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import json
@@ -24,10 +20,12 @@ from typing import Any
 
 import yaml
 
+from rlvr.codehash import stage_hash
 from rlvr.config import Params, to_dict
 from rlvr.files import content_hash, read_json
 
 PIPELINE = Path(__file__).resolve().parents[1] / "dvc.yaml"
+CODE_STAGE = "code"  # DVC's first stage: it writes each stage's code hash (rlvr.codehash); not a pipeline stage
 _TEMPLATE = re.compile(r"\$\{([\w.]+)\}")
 
 
@@ -49,8 +47,14 @@ def _outputs(spec: dict) -> list[str]:
 
 @functools.cache
 def pipeline_stages(pipeline: Path = PIPELINE) -> dict[str, dict]:
-    """The stages of ``dvc.yaml``, in file order (which is the pipeline's order)."""
-    return yaml.safe_load(pipeline.read_text())["stages"]
+    """The pipeline's stages in ``dvc.yaml``, in file order (which is the pipeline's order); not the code stage."""
+    stages = yaml.safe_load(pipeline.read_text())["stages"]
+    return {name: spec for name, spec in stages.items() if name != CODE_STAGE}
+
+
+def code_file(stage: str, values: dict) -> str:
+    """The file the code stage writes ``stage``'s code hash to (what the stage depends on in ``dvc.yaml``)."""
+    return f"{values['paths']['code_dir']}/{stage}.json"
 
 
 @functools.cache
@@ -74,6 +78,8 @@ def stage_keys(params: Params, pipeline: Path = PIPELINE) -> dict[str, str]:
         for dep in _paths(spec.get("deps")):
             if dep in producer:
                 upstream[dep] = keys[producer[dep]]
+            elif resolve(dep, values) == code_file(name, values):
+                code[dep] = stage_hash(name, pipeline.parent)
             else:
                 code[dep] = _code_digest(pipeline.parent / resolve(dep, values))
         settings = {key: _lookup(values, key) for key in spec.get("params", [])}
@@ -159,107 +165,3 @@ def run_tags(stage: str, params: Params) -> dict[str, str]:
         if (digest := dvc_inputs_md5(stage, params, lock)) is not None:
             tags["rlvr.dvc_inputs_md5"] = digest
     return tags
-
-
-ROOT = PIPELINE.parent
-PACKAGES = ("rlvr", "pipelines", "tasks", "flows")
-
-
-def _module_file(name: str) -> Path | None:
-    """The file of project module ``name`` (a package's ``__init__.py``), or None outside the project."""
-    if name.split(".")[0] not in PACKAGES:
-        return None
-    base = ROOT.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _type_checking_block(node: ast.AST) -> bool:
-    test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(test)
-
-
-def imported_modules(path: Path) -> set[str]:
-    """The project modules ``path`` imports anywhere (inside functions too; ``if TYPE_CHECKING`` blocks, which
-    never run, not), with the packages they sit in."""
-    tree = ast.parse(path.read_text())
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    names: set[str] = set()
-    stack: list[ast.AST] = [tree]
-    while stack:
-        node = stack.pop()
-        if _type_checking_block(node):
-            continue
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parent, *([base] if base else [])])
-            names.add(base)
-            names |= {f"{base}.{alias.name}" for alias in node.names}
-        stack.extend(ast.iter_child_nodes(node))
-    modules = set()
-    for name in names:
-        parts = name.split(".")
-        modules |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if _module_file(".".join(parts[:i]))}
-    return modules
-
-
-def code_closure(module: str) -> list[str]:
-    """The files of ``module`` and of every project module it imports, directly or not, relative to the root."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name in seen or _module_file(name) is None:
-            continue
-        seen.add(name)
-        todo.extend(imported_modules(_module_file(name)))
-    return sorted(str(_module_file(name).relative_to(ROOT)) for name in seen)
-
-
-def stage_code(stage: str) -> list[str]:
-    """The code files of ``stage``: the closure of its entry point ``pipelines.<stage>``."""
-    return code_closure(f"pipelines.{stage}")
-
-
-def code_deps(stage: str, pipeline: Path = PIPELINE) -> list[str]:
-    """The project code files ``dvc.yaml`` lists as ``stage``'s deps."""
-    deps = _paths(pipeline_stages(pipeline)[stage].get("deps"))
-    return sorted(d for d in deps if d.endswith(".py"))
-
-
-def write_code_deps(pipeline: Path = PIPELINE) -> list[str]:
-    """Rewrite the code deps of every stage of ``dvc.yaml`` to their closure (comments kept); returns the
-    stages that changed."""
-    from ruamel.yaml import YAML
-
-    yaml_rt = YAML()
-    yaml_rt.width = 120
-    document = yaml_rt.load(pipeline.read_text())
-    changed = []
-    for name, spec in document["stages"].items():
-        others = [d for d in spec["deps"] if not (isinstance(d, str) and d.endswith(".py"))]
-        wanted = stage_code(name)
-        if code_deps(name, pipeline) != wanted:
-            changed.append(name)
-        spec["deps"].clear()
-        spec["deps"].extend([*wanted, *others])
-    with pipeline.open("w") as handle:
-        yaml_rt.dump(document, handle)
-    pipeline_stages.cache_clear()
-    return changed
-
-
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] == ["--write"]:
-        print("code deps rewritten for:", ", ".join(write_code_deps()) or "none (already equal)")
-    else:
-        for name in pipeline_stages():
-            print(name, *stage_code(name), sep="\n  ")

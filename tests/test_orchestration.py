@@ -268,3 +268,62 @@ def test_two_on_demand_runs_with_different_overrides_at_once_keep_their_own_outp
     assert len(on_demand) == 3 and all(p.info.status == "FINISHED" for p in on_demand)
     rates = {p.data.params.get("rlvr.learning_rate") for p in on_demand}
     assert rates == {"2e-05", "0.0001", "0.0003"}
+
+
+@pytest.mark.integration
+def test_a_findings_matrix_runs_its_cells_once_each_and_writes_the_findings_with_its_artifacts(
+    prefect_harness, tiny_model, tmp_path
+):
+    """Named cells on the tiny model (scripted scores): each trains, the base model is evaluated once for all
+    cells (the evaluation store), the findings report has a row per claim, and the matrix's MLflow run and the
+    Prefect flow run hold it; a rerun skips every cell."""
+    from prefect.artifacts import Artifact
+
+    from flows.cross_family_flow import cross_family
+
+    work = _project(tmp_path, tiny_model)
+    spec = {
+        "base": "../../params.yaml",
+        "root": "outputs/findings",
+        "models": {"tiny": {"model": {"source": str(tiny_model)}, "train": {"accuracy_reward": "accuracy"}}},
+        "cells": {
+            "top-variance": {"train": {"max_steps": 3, "save_steps": 1}},
+            "format-reward": {"train": {"reward": "format"}},
+            "entropy-min": {"train": {"algorithm": "entropy_min"}},
+        },
+        "findings": {
+            "step": 2,
+            "ablation": ["top-variance", "entropy-min"],
+            "claims": [
+                {"claim": "1-shot gains", "kind": "gain", "cell": "top-variance", "paper": "36.0 -> 72.8"},
+                {"claim": "outcome beats format", "kind": "gain", "cell": "top-variance", "against": "format-reward"},
+                {"claim": "post-saturation", "kind": "post_saturation", "cell": "top-variance"},
+            ],
+        },
+    }
+    (work / "configs" / "matrix" / "findings-test.yaml").write_text(yaml.safe_dump(spec))
+    cwd, environ = Path.cwd(), dict(os.environ)
+    os.chdir(work)
+    os.environ["RLVR_SCRIPTED_DATA"] = str(work / "outputs" / "findings" / "*" / "data" / "**" / "*.jsonl")
+    sys.path.insert(0, str(TESTS))
+    try:
+        matrix_file = "configs/matrix/findings-test.yaml"
+        cross_family(matrix_file, overrides=SCRIPTED)
+        findings = (work / "outputs" / "findings-report" / "findings.md").read_text()
+        assert "| 1-shot gains | tiny | 36.0 -> 72.8 |" in findings and "| outcome beats format | tiny |" in findings
+        assert "tiny/entropy-min: std rank 1" in findings and "wall time" in findings
+        store = work / "outputs" / "findings" / "tiny" / "eval-store"
+        benchmarks = 3  # the test set and two suites
+        assert len(list(store.glob("*.json"))) == benchmarks * (1 + 3 + 2 + 2)  # the base model once, then each step
+        client, matrix_runs = _runs(work, **{"rlvr.matrix": matrix_file})
+        artifacts = [a.path for a in client.list_artifacts(matrix_runs[0].info.run_id, "report")]
+        assert "report/findings.md" in artifacts and "report/findings-curves.png" in artifacts
+        assert any(m.startswith("cell_minutes.") for m in client.get_run(matrix_runs[0].info.run_id).data.metrics)
+        assert Artifact.get("matrix-rlvr-report-findings") is not None
+        cross_family(matrix_file, overrides=SCRIPTED)  # again: every stage of every cell is cached
+        assert len(_runs(work, **{"rlvr.stage": "train"})[1]) == 3
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path.remove(str(TESTS))

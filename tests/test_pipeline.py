@@ -25,7 +25,7 @@ from conftest import ROOT, TESTS, missing
 from mlflow.tracking import MlflowClient
 from scripted import expected_accuracy
 
-from rlvr import lineage, stages
+from rlvr import codehash, lineage, stages
 from rlvr.config import parse_params
 from rlvr.files import read_records, read_rows
 from rlvr.metrics import wilson_interval
@@ -333,17 +333,19 @@ def _downstream(changed: set[str]) -> list[str]:
     return [name for name in stages.NAMES[first:]]
 
 
-@pytest.mark.parametrize("module", ["rlvr/report/tables.py", "rlvr/select.py", "rlvr/metrics.py", "rlvr/templates.py"])
+@pytest.mark.parametrize(
+    "module", ["rlvr/stages/report/tables.py", "rlvr/selection.py", "rlvr/metrics.py", "rlvr/templates.py"]
+)
 def test_editing_a_module_invalidates_exactly_the_stages_downstream_of_it(dvc_project, tmp_path, tiny_model, module):
-    """``dvc status`` and the Prefect stage keys name the same stages: those that import the module (inside
-    functions too), and those after them."""
+    """Once the code stage has hashed the edited code, ``dvc status`` and the Prefect stage keys name the same
+    stages: those that import the module (inside functions too), and those after them."""
     work = _copy_project(dvc_project, tmp_path / "edit")
     params = parse_params(yaml.safe_load((work / "params.yaml").read_text()))
     keys_before = lineage.stage_keys(params, work / "dvc.yaml")
-    importing = {name for name in stages.NAMES if module in lineage.stage_code(name)}
+    importing = {name for name in stages.NAMES if module in codehash.stage_code(name)}
     with (work / module).open("a") as handle:
-        handle.write("\n# an edit\n")
-    lineage._code_digest.cache_clear()
+        handle.write("\nEDITED = True  # an edit of the code\n")
+    _run(["dvc", "repro", lineage.CODE_STAGE], work)
     status = json.loads(_run(["dvc", "status", "--json"], work).stdout)
     keys_after = lineage.stage_keys(params, work / "dvc.yaml")
     changed_keys = [name for name in stages.NAMES if keys_before[name] != keys_after[name]]
@@ -353,6 +355,32 @@ def test_editing_a_module_invalidates_exactly_the_stages_downstream_of_it(dvc_pr
     assert set(changed_keys) == set(_downstream(importing))  # the keys chain every downstream stage
     if module.startswith("rlvr/report"):
         assert stale == ["report"] and changed_keys == ["report"]  # editing report code reruns no training
+
+
+def test_docs_and_help_edits_rerun_no_stage_and_a_changed_default_reruns_the_stages_using_it(dvc_project, tmp_path):
+    """Code deps by meaning: a docstring and a help text edited in ``rlvr/config.py`` leave ``dvc status`` clean
+    once the code stage has run (the only stage that reruns), and the Prefect keys equal; a changed default value
+    in it reruns every stage that imports it (all of them)."""
+    work = _copy_project(dvc_project, tmp_path / "meaning")
+    params = parse_params(yaml.safe_load((work / "params.yaml").read_text()))
+    keys = lineage.stage_keys(params, work / "dvc.yaml")
+    config = work / "rlvr" / "config.py"
+    text = config.read_text()
+    edited = text.replace('"""Typed parameters:', '"""Typed parameters (an edited docstring):', 1)
+    edited = edited.replace('description="learning rate")', 'description="the optimizer\'s learning rate")', 1)
+    assert edited.count("an edited docstring") == 1 and edited.count("the optimizer's learning rate") == 1
+    config.write_text(edited)
+    assert list(json.loads(_run(["dvc", "status", "--json"], work).stdout)) == [lineage.CODE_STAGE]
+    ran = re.findall(r"Running stage '(\w+)'", _run(["dvc", "repro"], work).stdout)
+    assert ran == [lineage.CODE_STAGE]
+    assert _run(["dvc", "status"], work).stdout.strip() == "Data and pipelines are up to date."
+    assert lineage.stage_keys(params, work / "dvc.yaml") == keys
+    config.write_text(edited.replace("learning_rate: float = Field(1e-6,", "learning_rate: float = Field(2e-6,", 1))
+    _run(["dvc", "repro", lineage.CODE_STAGE], work)
+    status = json.loads(_run(["dvc", "status", "--json"], work).stdout)
+    assert sorted(status) == sorted(stages.NAMES)
+    changed = lineage.stage_keys(params, work / "dvc.yaml")
+    assert [name for name in stages.NAMES if changed[name] == keys[name]] == []
 
 
 def test_new_checkpoints_are_the_only_ones_evaluated(dvc_project, tmp_path, tiny_model):

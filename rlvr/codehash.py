@@ -131,4 +131,3 @@ def write_hashes(out_dir: str | Path, stages: list[str]) -> None:
         path = out_dir / f"{stage}.json"
         if not path.is_file() or path.read_text() != text:
             atomic_write_text(path, text)
-

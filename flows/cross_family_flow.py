@@ -20,7 +20,7 @@ from flows.cli import FanOut
 from flows.experiment_flow import evaluation_round, run_stages
 from rlvr import tracking
 from rlvr.config import Overrides, override_values
-from rlvr.matrix import Cell, Matrix, cell_notes, load_matrix, write_report
+from rlvr.matrix import Cell, Matrix, load_matrix, write_report
 from rlvr.training.checkpoints import RUN_FILE
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def cross_family_report(
     logged to the matrix's MLflow run and published as artifacts of the flow run; ``seconds``: each cell's wall
     time in this run."""
     matrix = load_matrix(matrix_path, overrides)
-    path = write_report(matrix, cell_notes(matrix, seconds))
+    path = write_report(matrix, seconds)
     if path is not None:
         client = MlflowClient()
         client.log_artifacts(matrix_run_id, matrix.report_dir, "report")

@@ -341,29 +341,29 @@ class TrainConfig(RLConfig):
         return self.accuracy_reward or next((r for r in self.rewards if r in ACCURACY_REWARDS), "accuracy")
 
     @model_validator(mode="after")
-    def _check_ppo(self) -> TrainConfig:
-        if self.algorithm == "ppo":
-            unsupported = {
-                "num_generations": (self.num_generations != 1, "must be 1 (the value model is the baseline)"),
-                "entropy_coef": (self.entropy_coef != 0, "must be 0 (TRL's PPO loss has no entropy term)"),
-                "policy_loss": (not self.policy_loss, "cannot be switched off"),
-                "use_vllm": (self.use_vllm, "is not available (TRL's PPO generates with transformers)"),
-                "peft": (self.peft is not None, "is not available (LoRA is for GRPO here)"),
-                "reward": (len(self.rewards) > 1, "must be one reward (TRL's PPO reads one reward model)"),
-            }
-            for name, (bad, reason) in unsupported.items():
-                if bad:
-                    raise ValueError(f"train.{name} {reason} with algorithm 'ppo'")
-        if self.algorithm == "entropy_min":
-            unsupported = {
-                "beta": (self.beta != 0, "must be 0 (the loss is the token entropy alone)"),
-                "entropy_coef": (self.entropy_coef != 0, "must be 0 (the loss is the token entropy alone)"),
-                "policy_loss": (not self.policy_loss, "has no meaning (there is no policy-gradient term)"),
-            }
-            for name, (bad, reason) in unsupported.items():
-                if bad:
-                    raise ValueError(f"train.{name} {reason} with algorithm 'entropy_min'")
+    def _check_algorithm(self) -> TrainConfig:
+        for name, (unsupported, reason) in ALGORITHM_LIMITS.get(self.algorithm, {}).items():
+            if unsupported(self):
+                raise ValueError(f"train.{name} {reason} with algorithm '{self.algorithm}'")
         return self
+
+
+# What each algorithm cannot do: per setting, a check of the train section and why it is refused.
+ALGORITHM_LIMITS: dict[str, dict[str, tuple[Any, str]]] = {
+    "ppo": {
+        "num_generations": (lambda c: c.num_generations != 1, "must be 1 (the value model is the baseline)"),
+        "entropy_coef": (lambda c: c.entropy_coef != 0, "must be 0 (TRL's PPO loss has no entropy term)"),
+        "policy_loss": (lambda c: not c.policy_loss, "cannot be switched off"),
+        "use_vllm": (lambda c: c.use_vllm, "is not available (TRL's PPO generates with transformers)"),
+        "peft": (lambda c: c.peft is not None, "is not available (LoRA is for GRPO here)"),
+        "reward": (lambda c: len(c.rewards) > 1, "must be one reward (TRL's PPO reads one reward model)"),
+    },
+    "entropy_min": {
+        "beta": (lambda c: c.beta != 0, "must be 0 (the loss is the token entropy alone)"),
+        "entropy_coef": (lambda c: c.entropy_coef != 0, "must be 0 (the loss is the token entropy alone)"),
+        "policy_loss": (lambda c: not c.policy_loss, "has no meaning (there is no policy-gradient term)"),
+    },
+}
 
 
 class ProtocolOverride(Section):

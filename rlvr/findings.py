@@ -19,12 +19,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rlvr.config import GradingMode
 from rlvr.files import EvalDir, read_records
 from rlvr.metrics import Z_95, mcnemar_exact, wilson_interval
 
 BASE = "base"  # the model before training: step 0 of any cell
 SIGNIFICANCE = 0.05
-SHARE_FLAGS = {"boxed": "boxed", "reflection": "reflection"}  # sample flags a share claim counts
 
 
 class Claim(BaseModel):
@@ -41,7 +41,9 @@ class Claim(BaseModel):
     )
     cell: str = Field(description="the cell tested")
     against: str = Field(BASE, description="the comparison: another cell, or base (the model before training)")
-    metric: Literal["accuracy", "boxed", "reflection"] = Field("accuracy", description="what is compared")
+    metric: Literal["accuracy", "boxed", "reflection"] = Field(
+        "accuracy", description="what is compared: accuracy, or the share of answers with a box or reflection words"
+    )
     step: int | Literal["last"] | None = Field(None, description="the cell's step (null: findings.step)")
 
 
@@ -51,7 +53,7 @@ class FindingsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     step: int = Field(ge=1, description="the training step at which cells are compared")
-    mode: Literal["strict", "lenient", "official"] = Field("official", description="grading of the comparisons")
+    mode: GradingMode = Field("official", description="grading of the comparisons")
     ablation: list[str] = Field(default_factory=list, description="cells drawn as the loss-ablation bars")
     claims: list[Claim] = Field(min_length=1)
 
@@ -111,6 +113,7 @@ class CellOutputs:
     eval_dir: Path
     train_dir: Path
     benchmarks: list[str]
+    algorithm: str = "grpo"
 
     def steps(self) -> list[int]:
         """The evaluated steps (each with every benchmark's samples)."""
@@ -118,17 +121,28 @@ class CellOutputs:
 
     def scores(self, step: int, metric: str, mode: str) -> Scores:
         """Per problem, its outcome at ``step``: correct under ``mode`` (accuracy), or the sample flag."""
-        flag = f"correct_{mode}" if metric == "accuracy" else SHARE_FLAGS[metric]
+        flag = f"correct_{mode}" if metric == "accuracy" else metric  # else a sample's flag: boxed, reflection
         per_problem: dict[str, list[float]] = {}
         for name in self.benchmarks:
             for sample in read_records(EvalDir(self.eval_dir).samples(step, name)):
                 per_problem.setdefault(f"{name}:{sample['id']}", []).append(float(bool(sample[flag])))
         return Scores({key: statistics.fmean(values) for key, values in per_problem.items()})
 
-    def train_accuracy(self) -> dict[int, float]:
+    def train_log(self) -> list[dict]:
         log = self.train_dir / "train_log.jsonl"
-        rows = read_records(log) if log.is_file() else []
-        return {int(row["step"]): float(row["accuracy"]) for row in rows if "accuracy" in row}
+        return read_records(log) if log.is_file() else []
+
+    def train_accuracy(self) -> dict[int, float]:
+        return {int(row["step"]): float(row["accuracy"]) for row in self.train_log() if "accuracy" in row}
+
+    def without_signal(self, step: int) -> int | None:
+        """For GRPO, the number of steps up to ``step`` where some group's rewards differed is zero: how many steps
+        it trained without any advantage (GRPO's policy gradient all zero: only weight decay moved the weights);
+        None where some step had a signal, or for another algorithm."""
+        rows = [row for row in self.train_log() if row.get("step", 0) <= step]
+        if self.algorithm != "grpo" or not rows or any(row.get("reward_std", 0) > 0 for row in rows):
+            return None
+        return len(rows)
 
 
 def percent(value: float) -> str:
@@ -187,6 +201,9 @@ def check_claim(claim: Claim, model: str, cells: dict[str, CellOutputs], config:
         f"{what}{_label(claim.cell, tested[1])} {describe(comparison.first)} vs "
         f"{_label(claim.against, reference[1])} {describe(comparison.second)}: {describe_difference(comparison)}"
     )
+    for name, step in ((claim.cell, tested[1]), (claim.against, reference[1])):
+        if name != BASE and (steps := cells[name].without_signal(step)) is not None:
+            ours += f" ({name}: its rollouts' rewards never differed in its {steps} steps: only weight decay moved it)"
     if claim.kind != "as_well":
         return row(ours, comparison.verdict())
     over_base = compare(tested[0], at(BASE, None)[0])

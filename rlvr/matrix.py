@@ -42,7 +42,7 @@ from pydantic import ValidationError
 
 from rlvr.config import Params, Paths, ReportConfig, describe, merge, parse_params
 from rlvr.errors import ConfigError, InputError
-from rlvr.files import EvalDir
+from rlvr.files import EvalDir, read_json, write_json
 from rlvr.findings import BASE, CellOutputs, FindingsConfig, write_findings
 from rlvr.stages import STAGES
 
@@ -199,10 +199,10 @@ def _findings(spec: dict, path: Path, variants: list[str]) -> FindingsConfig | N
     return findings
 
 
-def write_report(matrix: Matrix, notes: list[str] = ()) -> Path | None:
+def write_report(matrix: Matrix, seconds: dict[str, float] | None = None) -> Path | None:
     """One report over every cell evaluated so far (a training still running is marked partial), and where the
-    matrix has a ``findings`` section, the findings report beside it (``notes`` under its table); None if no cell
-    has been evaluated."""
+    matrix has a ``findings`` section, the findings report beside it, with each cell's settings and wall time
+    (``seconds`` of this run, see :func:`record_seconds`); None if no cell has been evaluated."""
     from rlvr.runs import from_outputs
     from rlvr.stages.report import run_report
 
@@ -216,8 +216,28 @@ def write_report(matrix: Matrix, notes: list[str] = ()) -> Path | None:
         return None
     path = run_report(runs, matrix.report_dir, matrix.report.headline_mode, matrix.report.step)
     if matrix.findings is not None:
+        notes = cell_notes(matrix, record_seconds(matrix, seconds or {}))
         write_findings(findings_outputs(matrix), matrix.findings, matrix.report_dir, notes)
     return path
+
+
+TIMINGS_FILE = "cell_seconds.json"  # beside the report: each cell's wall time in the run that computed it
+
+
+def record_seconds(matrix: Matrix, seconds: dict[str, float]) -> dict[str, float]:
+    """Each cell's wall time in the run that computed its results, kept in the report folder: a cell whose inputs
+    up to its evaluation (the evaluate stage's key) are those of the stored time keeps that time (a rerun that found
+    it cached took seconds); returns the times of every cell timed so far."""
+    from rlvr.lineage import stage_keys
+
+    path = Path(matrix.report_dir) / TIMINGS_FILE
+    stored = read_json(path) if path.is_file() else {}
+    for cell in matrix.cells:
+        key = stage_keys(cell.params)["evaluate"]
+        if cell.name in seconds and stored.get(cell.name, {}).get("key") != key:
+            stored[cell.name] = {"key": key, "seconds": seconds[cell.name]}
+    write_json(path, stored)
+    return {name: entry["seconds"] for name, entry in stored.items()}
 
 
 def findings_outputs(matrix: Matrix) -> dict[str, dict[str, CellOutputs]]:
@@ -225,7 +245,9 @@ def findings_outputs(matrix: Matrix) -> dict[str, dict[str, CellOutputs]]:
     models: dict[str, dict[str, CellOutputs]] = {}
     for cell in matrix.cells:
         paths = cell.params.paths
-        outputs = CellOutputs(Path(paths.eval_dir), Path(paths.train_dir), cell.params.data.suite_names)
+        outputs = CellOutputs(
+            Path(paths.eval_dir), Path(paths.train_dir), cell.params.data.suite_names, cell.params.train.algorithm
+        )
         models.setdefault(cell.model, {})[cell.variant] = outputs
     return models
 
@@ -249,5 +271,5 @@ def cell_notes(matrix: Matrix, seconds: dict[str, float] | None = None) -> list[
             line += f"; wall time {seconds[cell.name] / 60:.1f} min"
         notes.append(line)
     if seconds:
-        notes.append(f"all cells: {sum(seconds.values()) / 60:.1f} min")
+        notes.append(f"all cells: {sum(seconds.values()) / 60:.1f} min (the model's shared stages in its first cell)")
     return notes

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 COMMANDS = [f"pipelines.{stage}" for stage in ("model", "data", "history", "select", "train", "evaluate", "report")]
-COMMANDS += ["pipelines.matrix", "flows.experiment", "flows.cross_family", "flows.serve", "rlvr.config"]
+COMMANDS += ["pipelines.code", "pipelines.matrix", "flows.experiment", "flows.cross_family", "flows.serve"]
+COMMANDS += ["rlvr.config"]
 
 
 def wall(argv: list[str]) -> float:

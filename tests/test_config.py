@@ -152,7 +152,8 @@ def _help(module: str, monkeypatch, capsys) -> str:
 
 
 def test_every_stage_and_flow_command_line_describes_every_option(monkeypatch, capsys):
-    modules = [f"pipelines.{stage}" for stage in NAMES] + ["pipelines.matrix", "flows.experiment", "flows.cross_family"]
+    modules = [f"pipelines.{stage}" for stage in NAMES] + ["pipelines.code", "pipelines.matrix", "flows.experiment"]
+    modules += ["flows.cross_family"]
     for module in modules:
         text = _help(module, monkeypatch, capsys)
         assert text.startswith(f"usage: python -m {module}"), module

@@ -66,7 +66,8 @@ def test_the_paired_comparison_counts_discordant_problems():
     assert compare(first, first).verdict() == "inconclusive at this size"
 
 
-def _cell(root: Path, name: str, right: dict[int, int], train: dict[int, float] | None = None, n: int = 60):
+def _cell(root: Path, name: str, right: dict[int, int], train: dict[int, float] | None = None, n: int = 60,
+          signal: bool = True):  # fmt: skip
     """A cell's outputs: at each step, the first ``right[step]`` problems of each benchmark answered right."""
     from rlvr.findings import CellOutputs
 
@@ -77,7 +78,8 @@ def _cell(root: Path, name: str, right: dict[int, int], train: dict[int, float] 
             ]
             write_rows(root / name / "eval" / "samples" / f"step-{step}" / f"{bench}.jsonl", rows)
     if train is not None:
-        write_rows(root / name / "train" / "train_log.jsonl", [{"step": s, "accuracy": a} for s, a in train.items()])
+        rows = [{"step": s, "accuracy": a, "reward_std": 0.3 if signal else 0.0} for s, a in train.items()]
+        write_rows(root / name / "train" / "train_log.jsonl", rows)
     return CellOutputs(root / name / "eval", root / name / "train", BENCHMARKS)
 
 
@@ -91,6 +93,7 @@ def test_each_kind_of_claim_gets_its_verdict(tmp_path):
         "top": _cell(tmp_path, "top", {0: 10, 2: 30, 4: 40, 6: 50}, training),
         "flat": _cell(tmp_path, "flat", {0: 10, 6: 11}),
         "worse": _cell(tmp_path, "worse", {0: 10, 6: 20}),
+        "silent": _cell(tmp_path, "silent", {0: 10, 6: 10}, {s: 0.0 for s in range(1, 7)}, signal=False),
     }
     config = _config(
         {"claim": "gain", "kind": "gain", "cell": "top", "paper": "36.0 -> 72.8"},
@@ -99,6 +102,7 @@ def test_each_kind_of_claim_gets_its_verdict(tmp_path):
         {"claim": "beats", "kind": "gain", "cell": "worse", "against": "top"},
         {"claim": "as well", "kind": "as_well", "cell": "flat", "against": "top"},
         {"claim": "boxed", "kind": "share", "metric": "boxed", "cell": "top", "step": "last"},
+        {"claim": "silent", "kind": "gain", "cell": "top", "against": "silent"},
     )
     rows = {row.claim: row for row in (check_claim(c, "m", cells, config) for c in config.claims)}
     assert rows["gain"].verdict == "reproduced" and rows["gain"].paper == "36.0 -> 72.8"
@@ -109,6 +113,8 @@ def test_each_kind_of_claim_gets_its_verdict(tmp_path):
     assert rows["beats"].verdict == "not reproduced"
     assert rows["as well"].verdict == "not reproduced" and rows["as well"].paper == "not in PAPER.md"
     assert rows["boxed"].verdict == "reproduced" and rows["boxed"].ours.startswith("boxed share top step 6")
+    assert "(silent: its rollouts' rewards never differed in its 6 steps: only weight decay moved it)" in rows[
+        "silent"].ours and "never differed" not in rows["gain"].ours  # fmt: skip
 
 
 def test_the_findings_report_has_a_row_per_claim_and_model_and_the_replication_row(tmp_path):

@@ -320,8 +320,10 @@ def test_a_findings_matrix_runs_its_cells_once_each_and_writes_the_findings_with
         assert "report/findings.md" in artifacts and "report/findings-curves.png" in artifacts
         assert any(m.startswith("cell_minutes.") for m in client.get_run(matrix_runs[0].info.run_id).data.metrics)
         assert Artifact.get("matrix-rlvr-report-findings") is not None
+        timings = json.loads((work / "outputs" / "findings-report" / "cell_seconds.json").read_text())
         cross_family(matrix_file, overrides=SCRIPTED)  # again: every stage of every cell is cached
         assert len(_runs(work, **{"rlvr.stage": "train"})[1]) == 3
+        assert json.loads((work / "outputs" / "findings-report" / "cell_seconds.json").read_text()) == timings
     finally:
         os.chdir(cwd)
         os.environ.clear()

@@ -23,12 +23,18 @@ def share_runs_view(run_id: str, param_keys: list[str], metric_keys: list[str]) 
     ``mlflow.sharedViewState.<key>``, JSON of the table's state, for the URL parameter ``viewStateShareKey``.)"""
     columns = [f"params.`{key}`" for key in param_keys] + [f"metrics.`{key}`" for key in metric_keys]
     state = {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    _share_view(run_id, RUNS_VIEW, state, "runs table view")
+
+
+def _share_view(run_id: str, key: str, state: dict, what: str) -> None:
+    """Save ``state`` as the shared view ``key`` of ``run_id``'s experiment (the experiment tag
+    ``mlflow.sharedViewState.<key>``)."""
     try:
         client = MlflowClient()
         experiment_id = client.get_run(run_id).info.experiment_id
-        client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW}", json.dumps(state))
+        client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(state))
     except Exception as error:  # noqa: BLE001 - a view of the UI; the runs hold the values anyway
-        logger.warning("could not save the runs table view in MLflow: %s", error)
+        logger.warning("could not save the %s in MLflow: %s", what, error)
 
 
 GENERATED_SECTIONS = ("Model metrics", "System metrics")  # the UI's own sections, for the charts it generates
@@ -62,12 +68,7 @@ def share_charts_view(run_id: str, benchmarks: list[str], mode: str) -> None:
     ]
     sections = [s | {"isReordered": False, "deleted": False, "isGenerated": s["uuid"] != section} for s in sections]
     state = {"compareRunCharts": charts, "compareRunSections": sections, "hideEmptyCharts": True}
-    try:
-        client = MlflowClient()
-        experiment_id = client.get_run(run_id).info.experiment_id
-        client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{CHARTS_VIEW}", json.dumps(state))
-    except Exception as error:  # noqa: BLE001 - a view of the UI; the runs hold the values anyway
-        logger.warning("could not save the chart view in MLflow: %s", error)
+    _share_view(run_id, CHARTS_VIEW, state, "chart view")
 
 
 def log_table(rows: list[dict], artifact_file: str, run_id: str | None = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow, unmapped
+from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.artifacts import publish_report
@@ -22,7 +22,7 @@ from rlvr.errors import InputError
 from rlvr.files import content_hash
 from rlvr.stages.evaluate import models_to_evaluate
 from rlvr.training.checkpoints import is_finished
-from tasks.stages import TASKS, cached, evaluate_checkpoint, training_state
+from tasks.stages import TASKS, cached, checkpoint_task, training_state
 
 RUNS_ROOT = "outputs/runs"  # the outputs of an on-demand run with overrides, one folder per set of overrides
 
@@ -30,7 +30,8 @@ RUNS_ROOT = "outputs/runs"  # the outputs of an on-demand run with overrides, on
 @flow(name="evaluate-models", validate_parameters=False)
 def evaluate_models(params: dict, models: list[list]) -> list[int]:
     """Evaluate each ``[step, model_dir]`` of ``models`` as its own task, on this flow's task runner."""
-    futures = evaluate_checkpoint.map(unmapped(parse_params(params)), [m[0] for m in models], [m[1] for m in models])
+    parsed = parse_params(params)
+    futures = [checkpoint_task(parsed, step).submit(parsed, step, model_dir) for step, model_dir in models]
     return [future.result() for future in futures]
 
 

@@ -21,11 +21,17 @@ the findings matrix's claims (one reward, one loss, one example changed at a tim
       top-variance: {}
       format-reward: {train: {reward: format}}
 
+A model may change some of its cells further (``cells`` inside the model: the same sections as the matrix's cells),
+for a setting that differs by model, such as how long a slower model trains::
+
+    models:
+      gemma: {model: {source: embedded:gemma3-270m}, cells: {top-variance: {train: {max_steps: 18}}}}
+
 A model's stages up to the history (model, data, history) depend on the model's overrides only, so its cells
 share them: their outputs lie in ``<root>/<model>/``, the rest in ``<root>/<model>/<variant>/`` (the variant is
 ``<examples>-<algorithm>``, or the cell's name), and the cross-family report in ``<root>-report``. A model's
-overrides apply before a cell's. Each cell tracks in its params' MLflow experiment unless the matrix's ``mlflow``
-section sets one for all.
+overrides apply before a cell's, its own overrides of a cell after. Each cell tracks in its params' MLflow
+experiment unless the matrix's ``mlflow`` section sets one for all.
 """
 
 from __future__ import annotations
@@ -98,7 +104,7 @@ class Matrix:
         raise ConfigError(f"{self.path}: no cell {model}/{variant}")
 
 
-def _axis(spec: dict, axis: str, where: Path) -> dict[str, dict]:
+def _axis(spec: dict, axis: str, where: Path | str) -> dict[str, dict]:
     if axis in ("example_sets", "algorithms") and "cells" in spec:
         if axis in spec:
             raise ConfigError(f"{where}: {axis} and cells exclude each other: name the cells, or the axes")
@@ -115,7 +121,7 @@ def _axis(spec: dict, axis: str, where: Path) -> dict[str, dict]:
         if not isinstance(override or {}, dict):
             raise ConfigError(f"{where}: {axis}.{name} must be a mapping of params sections")
         for section in override or {}:
-            if axis == "models" and section == "base":
+            if axis == "models" and section in ("base", "cells"):
                 continue
             if section in NOT_OVERRIDABLE or (allowed is not None and section not in allowed):
                 may = ", ".join(allowed) if allowed else f"any section but {', '.join(NOT_OVERRIDABLE)}"
@@ -159,12 +165,13 @@ def load_matrix(path: str | Path, overrides: dict | None = None) -> Matrix:
     else:
         product = itertools.product(axes["example_sets"].items(), axes["algorithms"].items())
         variants = [(variant_name(examples, algorithm), [e, a]) for (examples, e), (algorithm, a) in product]
+    own = {model: _model_cells(m, f"{path}: models.{model}", variants) for model, m in axes["models"].items()}
     cells = []
     for (model, m), (variant, layers) in itertools.product(axes["models"].items(), variants):
-        m = dict(m)
+        m = {key: value for key, value in m.items() if key != "cells"}
         model_base = _params_file(path.parent / m.pop("base"), f"{path}: models.{model}.base") if "base" in m else base
         values = merge(model_base, m)
-        for layer in layers:
+        for layer in [*layers, own[model].get(variant, {})]:
             values = merge(values, layer, replace=REPLACED)
         values = merge(values, overrides or {})
         values["mlflow"] = merge(values.get("mlflow") or {}, spec.get("mlflow") or {})
@@ -179,6 +186,16 @@ def load_matrix(path: str | Path, overrides: dict | None = None) -> Matrix:
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
     return Matrix(path, root, cells, report, _findings(spec, path, [cell.variant for cell in cells]))
+
+
+def _model_cells(model: dict, where: str, variants: list[tuple[str, list]]) -> dict[str, dict]:
+    """A model's own overrides of some of its cells (``cells`` in the model), checked like the matrix's cells."""
+    entries = _axis(model, "cells", where)
+    names = [name for name, _ in variants]
+    for name in entries:
+        if name not in names:
+            raise ConfigError(f"{where}.cells.{name}: no cell named {name!r} (cells: {', '.join(names)})")
+    return entries
 
 
 def _findings(spec: dict, path: Path, variants: list[str]) -> FindingsConfig | None:

@@ -56,15 +56,20 @@ TASKS: dict[str, Task] = {stage.name: _stage_task(stage) for stage in stages.STA
 
 
 def checkpoint_cache_key(context, parameters: dict) -> str:
-    """One model's evaluation: the evaluate stage's key, the step, its checkpoint marker, the output folder and
-    the results in it (deleted results mean another key, so the task runs again)."""
+    """One model's evaluation: the evaluate stage's key, the step, its checkpoint marker and the output folder."""
     params, step, model_dir = parameters["params"], parameters["step"], Path(parameters["model_dir"])
     marker = model_dir / MARKER
     state = marker.read_text() if marker.is_file() else str(model_dir.resolve())
     eval_dir = Path(params.paths.eval_dir).resolve()
-    done = sorted(path.name for path in EvalDir(eval_dir).step_results(step).glob("*.json"))
-    key = content_hash(lineage.stage_keys(params)["evaluate"], step, state, str(eval_dir), done)
-    return f"evaluate-step-{step}-{key}"
+    return f"evaluate-step-{step}-{content_hash(lineage.stage_keys(params)['evaluate'], step, state, str(eval_dir))}"
+
+
+def checkpoint_task(params: Params, step: int) -> Task:
+    """:func:`evaluate_checkpoint` for one step, run again rather than taken from the cache when one of its
+    results is missing (deleted outputs give the same key as the first run's)."""
+    results = EvalDir(params.paths.eval_dir)
+    missing = not all(results.result(step, bench.name).is_file() for bench in suite(params))
+    return evaluate_checkpoint.with_options(refresh_cache=missing)
 
 
 @task(name="evaluate-checkpoint", cache_key_fn=checkpoint_cache_key, persist_result=True, tags=["rlvr-evaluate"])

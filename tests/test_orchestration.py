@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,15 @@ def test_two_on_demand_runs_with_different_overrides_at_once_keep_their_own_outp
     assert rates == {"2e-05", "0.0001", "0.0003"}
 
 
+def _evaluation_task_runs() -> list:
+    """The checkpoint evaluation task runs on the Prefect API (``tasks.stages.evaluate_checkpoint``)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterTags
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(task_run_filter=TaskRunFilter(tags=TaskRunFilterTags(all_=["rlvr-evaluate"])))
+
+
 @pytest.mark.integration
 def test_a_findings_matrix_runs_its_cells_once_each_and_writes_the_findings_with_its_artifacts(
     prefect_harness, tiny_model, tmp_path
@@ -324,6 +334,13 @@ def test_a_findings_matrix_runs_its_cells_once_each_and_writes_the_findings_with
         cross_family(matrix_file, overrides=SCRIPTED)  # again: every stage of every cell is cached
         assert len(_runs(work, **{"rlvr.stage": "train"})[1]) == 3
         assert json.loads((work / "outputs" / "findings-report" / "cell_seconds.json").read_text()) == timings
+        # a cell's deleted results are evaluated again by its checkpoint tasks, not taken from Prefect's cache
+        shutil.rmtree(work / "outputs" / "findings" / "tiny" / "top-variance" / "eval")
+        since = datetime.now(UTC)
+        cross_family(matrix_file, overrides=SCRIPTED)
+        states = sorted(run.state.name for run in _evaluation_task_runs() if run.created > since)
+        assert states == ["Cached"] * 6 + ["Completed"] * 4  # the other cells' 2 x 3 models; steps 0-3 again
+        assert (work / "outputs" / "findings" / "tiny" / "top-variance" / "eval" / "metrics.json").is_file()
     finally:
         os.chdir(cwd)
         os.environ.clear()

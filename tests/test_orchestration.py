@@ -39,6 +39,15 @@ def test_matrix_cells_share_a_models_first_stages_and_keep_their_own_training():
     assert [keys[0][s] == keys[1][s] for s in lineage.pipeline_stages()] == [True] * 3 + [False] * 4
 
 
+def test_a_models_own_cell_overrides_change_that_cell_of_that_model_only():
+    matrix = load_matrix(ROOT / "configs" / "matrix" / "findings.yaml")
+    steps = {cell.name: (cell.params.train.max_steps, cell.params.train.save_steps) for cell in matrix.cells}
+    assert steps["gemma3-270m/top-variance"] == (18, 3) and steps["smollm2/top-variance"] == (36, 6)
+    assert steps["gemma3-270m/low-variance"] == steps["smollm2/low-variance"] == (12, 12)
+    gemma = matrix.cell("gemma3-270m", "top-variance").params
+    assert gemma.train.learning_rate == 2.0e-6  # the model's other overrides stay
+
+
 def test_every_paper_matrix_cell_is_a_valid_params_set():
     matrix = load_matrix(ROOT / "configs" / "matrix" / "paper.yaml")
     assert len(matrix.cells) == 16
@@ -54,6 +63,8 @@ def test_every_paper_matrix_cell_is_a_valid_params_set():
         ("example_sets", {"train": {"learning_rate": 1.0}}, "example_sets.bad.train: example_sets may set select"),
         ("algorithms", {"paths": {"pool": "x"}}, "algorithms.bad.paths: algorithms may set train"),
         ("models", {"train": {"max_stepz": 3}}, "cell bad/rank1-grpo: unknown params key: train.max_stepz"),
+        ("models", {"cells": {"rank3-grpo": {}}}, "models.bad.cells.rank3-grpo: no cell named 'rank3-grpo'"),
+        ("models", {"cells": {"rank1-grpo": {"data": {}}}}, "cells.rank1-grpo.data: cells may set select, train"),
     ],
 )
 def test_matrix_errors_name_the_bad_entry(tmp_path, axis, override, message):

@@ -3,7 +3,8 @@
 Results are persisted, and a stage whose inputs are unchanged is skipped by its cache key: the stage's
 key from ``dvc.yaml`` (params values, code, upstream keys: ``rlvr.lineage.stage_keys``), its outputs' absolute
 paths, and for the stages reading the training directory the checkpoints complete so far. A cache hit only
-stands while the stage's outputs exist: :func:`cached` recomputes a stage whose outputs are gone.
+stands while the stage's outputs exist: :func:`cached` recomputes a stage whose outputs are gone, and
+:func:`checkpoint_task` a checkpoint evaluation whose results are.
 Retries where I/O can fail: the stages that may download from the Hub.
 """
 
@@ -36,10 +37,15 @@ def stage_cache_key(context, parameters: dict) -> str:
     return f"{stage}-{content_hash(lineage.stage_keys(params)[stage], outputs, state)}"
 
 
+def _unless_missing(cached_task: Task, outputs: list) -> Task:
+    """``cached_task``, recomputed rather than taken from the cache when one of its ``outputs`` is missing
+    (deleted outputs give the same key as the run that first wrote them)."""
+    return cached_task.with_options(refresh_cache=not all(Path(path).exists() for path in outputs))
+
+
 def cached(stage_task: Task, params: Params) -> Task:
     """``stage_task``, recomputed rather than taken from the cache when one of its outputs is missing."""
-    missing = not all(Path(path).exists() for path in lineage.stage_outputs(stage_task.name, params))
-    return stage_task.with_options(refresh_cache=missing)
+    return _unless_missing(stage_task, lineage.stage_outputs(stage_task.name, params))
 
 
 def _stage_task(stage: stages.Stage) -> Task:
@@ -66,10 +72,9 @@ def checkpoint_cache_key(context, parameters: dict) -> str:
 
 def checkpoint_task(params: Params, step: int) -> Task:
     """:func:`evaluate_checkpoint` for one step, run again rather than taken from the cache when one of its
-    results is missing (deleted outputs give the same key as the first run's)."""
+    results is missing."""
     results = EvalDir(params.paths.eval_dir)
-    missing = not all(results.result(step, bench.name).is_file() for bench in suite(params))
-    return evaluate_checkpoint.with_options(refresh_cache=missing)
+    return _unless_missing(evaluate_checkpoint, [results.result(step, bench.name) for bench in suite(params)])
 
 
 @task(name="evaluate-checkpoint", cache_key_fn=checkpoint_cache_key, persist_result=True, tags=["rlvr-evaluate"])

@@ -35,8 +35,16 @@ def text_reward(completions, **kwargs):
 
 
 def slow_text_reward(completions, **kwargs):
-    """:func:`text_reward`, a second per call: a training slow enough to be stopped in the middle."""
+    """:func:`text_reward`, a second per call (``RLVR_TEST_REWARD_SECONDS``): a training slow enough to be stopped
+    in the middle."""
     import time
 
-    time.sleep(1.0)
+    time.sleep(float(os.environ.get("RLVR_TEST_REWARD_SECONDS", "1.0")))
     return text_reward(completions, **kwargs)
+
+
+def id_reward(completions, id, **kwargs):  # noqa: A002 - TRL passes the column by name
+    """1.0 for an example whose id has an even character sum, else 0.0, whatever the completion: two examples of
+    different parity give the ranks of a two-process run different rewards."""
+    _count_call()
+    return [float(sum(map(ord, str(i))) % 2 == 0) for i in id]

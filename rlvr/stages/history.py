@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import TrainerCallback
 
 from rlvr import tracking
@@ -32,21 +30,13 @@ from rlvr.rewards import combined_reward
 from rlvr.selection import id_order, validate_history
 from rlvr.training import launch
 from rlvr.training.algorithms import trainer_args
-from rlvr.training.checkpoints import resume_point
+from rlvr.training.checkpoints import shared_resume_point
 from rlvr.training.grpo import build_trainer
+from rlvr.training.monitor import all_gather
 
 logger = logging.getLogger(__name__)
 
 RECORD_FILE = "rlvr_history_record.json"  # written into a checkpoint last: its presence marks it complete
-
-
-def _all_gather(item: Any) -> list[Any]:
-    """``item`` from every process (one process: just ``item``)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return [item]
-    gathered: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, item)
-    return gathered
 
 
 class AccuracyRecorder:
@@ -64,7 +54,7 @@ class AccuracyRecorder:
     def __call__(self, completions: list, id: list[str], trainer_state=None, **kwargs: Any) -> list[float]:  # noqa: A002
         rewards = self.reward(completions, id=id, trainer_state=trainer_state, **kwargs)
         epoch = math.floor(trainer_state.epoch) if trainer_state is not None else 0
-        for rank_epoch, ids, values in _all_gather((epoch, [str(i) for i in id], [float(r) for r in rewards])):
+        for rank_epoch, ids, values in all_gather((epoch, [str(i) for i in id], [float(r) for r in rewards])):
             for example_id, value in zip(ids, values, strict=True):
                 total = self.totals[example_id].setdefault(rank_epoch, [0.0, 0])
                 total[0] += value
@@ -102,9 +92,7 @@ class RecordCheckpoint(TrainerCallback):
 
 def grpo_history(config: HistoryConfig, model_dir, pool: list[dict], prompt: ModelConfig, work_dir) -> dict:
     """GRPO over ``pool``, resuming from the last complete checkpoint in ``work_dir`` if there is one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    prompts_per_step = config.per_device_train_batch_size * world * config.gradient_accumulation_steps
-    prompts_per_step //= config.num_generations
+    prompts_per_step = config.completions_per_step // config.num_generations
     if len(pool) % prompts_per_step:
         logger.warning(
             "pool size %d is not a multiple of %d prompts per step: some examples skip an epoch",
@@ -112,11 +100,12 @@ def grpo_history(config: HistoryConfig, model_dir, pool: list[dict], prompt: Mod
             prompts_per_step,
         )
     recorder = AccuracyRecorder(combined_reward(config.rewards, config.reward_weights))
-    resume = resume_point(work_dir, content_hash(to_dict(config), to_dict(prompt), pool, str(model_dir)), RECORD_FILE)
+    args = trainer_args(config, work_dir, save=config.save_steps > 0, resumable=True, keep=2)  # first: the group
+    fingerprint = content_hash(to_dict(config), to_dict(prompt), pool, str(model_dir))
+    resume = shared_resume_point(work_dir, fingerprint, RECORD_FILE)  # decided by the main process, for every rank
     if resume is not None:
         logger.info("resuming the history run from %s", resume)
         recorder.load_state(read_json(resume / RECORD_FILE))
-    args = trainer_args(config, work_dir, save=config.save_steps > 0, resumable=True, keep=2)
     trainer = build_trainer(model_dir, pool, args, prompt, recorder, "history.", [RecordCheckpoint(recorder)])
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     tracking.log_metrics({"rollouts_recorded": recorder.rollouts()})

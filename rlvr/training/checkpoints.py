@@ -86,13 +86,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@contextmanager
-def writer_lock(run_dir: str | Path):
-    """Hold ``run_dir`` for this process: a second writer stops with a one-line error naming the holder (pid,
-    host, since when); the lock of a dead process on this host is taken over."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / LOCK_FILE
+def _held_by_ancestor(holder: dict) -> bool:
+    """Whether the lock's holder is an ancestor of this process on this host: the stage process that launched this
+    rank holds the folder for every rank of its run."""
+    import psutil
+
+    pid = int(holder.get("pid", 0))
+    return holder.get("host") == socket.gethostname() and any(p.pid == pid for p in psutil.Process().parents())
+
+
+def _take_lock(lock: Path) -> bool:
+    """Take ``lock`` for this process (False where an ancestor holds it for this run); a second writer stops with a
+    one-line error naming the holder; the lock of a dead process on this host is taken over."""
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
     while True:
         try:
@@ -103,21 +108,61 @@ def writer_lock(run_dir: str | Path):
             except (OSError, ValueError):  # being written by its holder this instant
                 time.sleep(0.1)
                 continue
+            if _held_by_ancestor(holder):
+                return False
             if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0))):
-                logger.warning("%s: taking over the lock of process %s, which has ended", run_dir, holder.get("pid"))
+                logger.warning("%s: taking over the lock of process %s, which ended", lock.parent, holder.get("pid"))
                 lock.unlink(missing_ok=True)
                 continue
             raise InputError(
-                f"{run_dir} is being written by process {holder.get('pid')} on {holder.get('host')} "
+                f"{lock.parent} is being written by process {holder.get('pid')} on {holder.get('host')} "
                 f"(since {holder.get('since')}): wait for it to end, or use another paths.train_dir"
             ) from None
         with os.fdopen(descriptor, "w") as handle:
             json.dump(me, handle)
-        break
+        return True
+
+
+@contextmanager
+def writer_lock(run_dir: str | Path):
+    """Hold ``run_dir`` for this process (and the ranks it launches): a second writer stops with a one-line error
+    naming the holder (pid, host, since when); the lock of a dead process on this host is taken over."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_FILE
+    taken = _take_lock(lock)
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        if taken:
+            lock.unlink(missing_ok=True)
+
+
+def shared_resume_point(run_dir: str | Path, run_fingerprint: str, marker: str = MARKER, restart: bool = False):
+    """:func:`resume_point` decided once, by the main process (the only one that tidies ``run_dir``), and shared with
+    every other rank, which waits for it: all ranks resume from the same checkpoint. ``restart``: the algorithm
+    cannot resume, so the run's checkpoints are removed and it starts again (None)."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState()
+    decision: list[str | None] = [None]
+    if state.is_main_process:
+        found = resume_point(run_dir, run_fingerprint, marker)
+        if found is not None and restart:
+            logger.warning("this trainer cannot resume: training %s again from step 0", run_dir)
+            for _, path in checkpoints(run_dir, marker):
+                shutil.rmtree(path)
+            found = None
+        decision = [None if found is None else str(found)]
+    if state.num_processes > 1:
+        broadcast_object_list(decision, from_process=0)
+    return None if decision[0] is None else Path(decision[0])
+
+
+def has_resume_state(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` still holds what a resume needs (an optimizer state, or DeepSpeed's ``global_step*``)."""
+    return (checkpoint / "optimizer.pt").is_file() or any(checkpoint.glob("global_step*"))
 
 
 def mark_finished(run_dir: str | Path) -> None:
@@ -147,6 +192,9 @@ class MarkCheckpoint(TrainerCallback):
         self.run_fingerprint = run_fingerprint
 
     def on_save(self, args, state, control, **kwargs):
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()  # every rank has written its part (DeepSpeed shards, RNG states)
         if not state.is_world_process_zero:
             return
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"

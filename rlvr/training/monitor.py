@@ -2,9 +2,10 @@
 metrics the trainers do not log themselves, and samples of the training completions (:class:`RolloutMonitor`).
 
 Both trainers (GRPO, PPO) grade rollouts through a :class:`RolloutMonitor`'s reward wrapper, so the monitor
-sees every completion this process generated since the last log entry. At each log entry it adds ``accuracy``
+sees every completion this process generated since the last log entry; at each log entry the monitors of all
+processes gather theirs (rank by rank), so what it logs covers every rank's rollouts. It adds ``accuracy``
 (the share of the rollouts its accuracy function grades correct: the training example's accuracy, whatever the
-reward), ``boxed_share``, ``rollout_tokens_per_second`` (this process) and, where the trainer has none,
+reward), ``boxed_share``, ``rollout_tokens_per_second`` (all processes) and, where the trainer has none,
 ``step_time`` and ``reward``; every ``sample_steps`` steps it writes ``samples/step-N.jsonl`` (completion,
 reward, accuracy, boxed) and logs it to MLflow, to inspect e.g. the late "gibberish" phase of 1-shot training.
 """
@@ -55,6 +56,17 @@ class MlflowStepLogger(TrainerCallback):
             self._log(logs, state.global_step)
 
 
+def all_gather(item: Any) -> list[Any]:
+    """``item`` from every process, rank by rank (one process: just ``item``)."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [item]
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, item)
+    return gathered
+
+
 class RolloutMonitor(TrainerCallback):
     """Collects graded rollouts (see module docstring); ``observe`` is called once per graded batch."""
 
@@ -101,9 +113,12 @@ class RolloutMonitor(TrainerCallback):
         return monitored
 
     def step_metrics(self, logs: dict[str, float]) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        """The metrics of the rollouts since the last call, and those rollouts; empties the buffer."""
+        """The metrics of the rollouts of every process since the last call, and those rollouts (this process's
+        first, in a single process run; rank by rank with several); empties the buffer. Every process calls it at
+        the same log entry (it gathers across them)."""
         elapsed = max(time.perf_counter() - self._since, 1e-9)
-        rows, tokens = self._rows, self._tokens
+        parts = all_gather((self._rows, self._tokens))
+        rows, tokens = [row for part, _ in parts for row in part], sum(count for _, count in parts)
         self._rows, self._tokens, self._since = [], 0, time.perf_counter()
         if not rows:
             return {}, []

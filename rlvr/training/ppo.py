@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, PretrainedConfig
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from rlvr.config import ModelConfig
@@ -38,6 +38,10 @@ class VerifiableRewardModel(nn.Module):
         # TRL masks pad tokens out of the sequence it passes (pad may equal a template token, e.g. EOS)
         self.prompts = {tuple(t for t in ids if t != pad): row for ids, row in zip(prompt_ids, rows, strict=True)}
         self.score = nn.Identity()
+        # what TRL's DeepSpeed preparation of a reward model reads: a config (it has no hidden size) and one
+        # parameter (ZeRO-3 takes the module's dtype from its first); the grading never uses it
+        self.config = PretrainedConfig()
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
 
     def split(self, tokens: list[int]) -> tuple[dict, list[int]]:
         """The row whose prompt ``tokens`` start with, and the response tokens after it."""
@@ -57,6 +61,22 @@ class VerifiableRewardModel(nn.Module):
         return SimpleNamespace(hidden_states=[values[:, None, None].expand(-1, input_ids.shape[1], 1)])
 
 
+class VerifiablePPOTrainer(PPOTrainer):
+    """TRL's PPOTrainer whose checkpoints hold the policy under DeepSpeed too: TRL's ``save_model`` hands the bare
+    policy to transformers' DeepSpeed branch, which reads a DeepSpeed engine's config from it and fails."""
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        if not self.is_deepspeed_enabled:
+            return super().save_model(output_dir, _internal_call)
+        engine = self.model  # the policy and the value model together (TRL's PolicyAndValueWrapper)
+        state = self.accelerator.get_state_dict(engine)  # every rank takes part: ZeRO-3 gathers the shards
+        if self.args.should_save:
+            policy = {key.removeprefix("policy."): v for key, v in state.items() if key.startswith("policy.")}
+            self.accelerator.unwrap_model(engine).policy.save_pretrained(output_dir, state_dict=policy)
+            self.processing_class.save_pretrained(output_dir)
+        return None
+
+
 def build_ppo_trainer(
     model_dir, rows: list[dict], args: PPOConfig, prompt: ModelConfig, reward, prefix, callbacks=()
 ) -> PPOTrainer:
@@ -68,14 +88,16 @@ def build_ppo_trainer(
         tokenizer(template.render(row["problem"], prompt, tokenizer), add_special_tokens=False)["input_ids"]
         for row in rows
     ]
+    # the reference policy loaded as its own model: TRL's copy of the policy (ref_model=None) refuses ZeRO-3
+    reference, _ = load_policy(model_dir)
     value_model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=policy.dtype)
     value_model.config.pad_token_id = tokenizer.pad_token_id
     dataset = Dataset.from_dict({"input_ids": prompt_ids})
-    return PPOTrainer(
+    return VerifiablePPOTrainer(
         args=args,
         processing_class=tokenizer,
         model=policy,
-        ref_model=None,
+        ref_model=reference,
         reward_model=VerifiableRewardModel(reward, tokenizer, rows, prompt_ids),
         value_model=value_model,
         train_dataset=dataset,

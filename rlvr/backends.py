@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlvr.config import MAX_PROMPT_TOKENS
 from rlvr.metrics import Protocol, loops
 
 BACKENDS = ("transformers", "vllm")
@@ -151,6 +152,7 @@ class TransformersBackend:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = self.model.to(device, dtype=getattr(torch, compute_dtype(dtype)))
         self.model.eval()
+        self.dtype = str(self.model.dtype).removeprefix("torch.")  # the precision that runs
         self.batch_size = batch_size
         self.stop = list(stop)
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config, self.stop)
@@ -286,9 +288,6 @@ def vllm_sampling_kwargs(
     }
 
 
-MAX_PROMPT_TOKENS = 1024  # the paper's longest prompt; vLLM sizes its engine for prompt + answer
-
-
 def _ranges(cores: list[int]) -> str:
     """``[0, 1, 2, 5]`` as ``0-2,5`` (how vLLM's CPU build names cores)."""
     groups: list[list[int]] = []
@@ -326,7 +325,8 @@ def vllm_cpu_settings(model_dir: str | Path, max_tokens: int, sequences: int, dt
 
 class VllmBackend:
     """vLLM offline generation: ``tensor_parallel_size`` GPUs per model, or vLLM's CPU build on a machine without
-    one (:func:`vllm_cpu_settings`). ``sequences``: generated at once; ``max_new_tokens``: the longest answer."""
+    one (:func:`vllm_cpu_settings`). ``sequences``: generated at once (None: vLLM's default, on a GPU; a CPU's KV
+    cache is sized for the number given); ``max_new_tokens``: the longest answer."""
 
     def __init__(
         self,
@@ -338,7 +338,7 @@ class VllmBackend:
         loop_stop: bool = False,
         seed: int = 0,
         max_new_tokens: int = 3072,
-        sequences: int = 256,
+        sequences: int | None = None,
         enforce_eager: bool = False,
     ) -> None:
         try:
@@ -350,7 +350,7 @@ class VllmBackend:
             ) from error
         config = json.loads((Path(model_dir) / "config.json").read_text())
         max_model_len = min(config.get("max_position_embeddings", 32768), MAX_PROMPT_TOKENS + max_new_tokens)
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {} if sequences is None else {"max_num_seqs": sequences}  # None: vLLM's default
         if not torch.cuda.is_available():
             os.environ.update(vllm_cpu_settings(model_dir, max_model_len, sequences, dtype))
             # whole prompts only: a prompt prefilled in parts discards a sampled token, and vLLM then rewinds the
@@ -359,9 +359,10 @@ class VllmBackend:
         else:
             options |= {"tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization}
         self.llm = LLM(
-            model=str(model_dir), dtype=dtype, seed=seed, max_model_len=max_model_len, max_num_seqs=sequences,
-            enforce_eager=enforce_eager, **options,
+            model=str(model_dir), dtype=dtype, seed=seed, max_model_len=max_model_len, enforce_eager=enforce_eager,
+            **options,
         )  # fmt: skip
+        self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")  # what "auto" resolved to
         self.tokenizer = self.llm.get_tokenizer()
         self.stop = list(stop)
         self.stop_ids = stop_token_ids(self.tokenizer, _generation_config(model_dir), self.stop)
@@ -419,6 +420,8 @@ def make_backend(name: str, model_dir: str | Path, config) -> TransformersBacken
         except (ImportError, AttributeError) as error:
             raise ValueError(f"evaluate.backend {name!r}: cannot import ({error})") from error
     if name == "vllm":
+        import torch
+
         return VllmBackend(
             model_dir,
             config.tensor_parallel_size,
@@ -428,7 +431,7 @@ def make_backend(name: str, model_dir: str | Path, config) -> TransformersBacken
             config.loop_stop,
             config.seed,
             config.max_new_tokens,
-            config.batch_size,
+            config.max_num_seqs or (None if torch.cuda.is_available() else config.batch_size),
             config.enforce_eager,
         )
     if name == "transformers":

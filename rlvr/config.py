@@ -42,6 +42,7 @@ TRL_CONFIGS = {
 }
 TRL_NAMES = {"ppo": {"beta": "kl_coef", "max_completion_length": "response_length", "max_steps": "total_episodes"}}
 NOT_TRL_SETTINGS = ("save_steps",)  # TRL's field of that name means another thing (ours: 0 is no checkpoints)
+MAX_PROMPT_TOKENS = 1024  # the paper's longest prompt: vLLM engines and the memory plan are sized for it + the answer
 # the stop strings of the paper's evaluation harness (its vLLM stop list; rlvr.grading.official reads them here)
 OFFICIAL_STOP_STRINGS = ("</s>", "<|im_end|>", "<|endoftext|>")
 
@@ -198,8 +199,16 @@ class RLConfig(Section):
     loss_type: str = Field("dapo", description="TRL's loss aggregation (dapo: token-level mean over the batch)")
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
     num_generations: int = Field(8, ge=1, description="rollouts per prompt")
+    prompts_per_step: int | None = Field(
+        None,
+        ge=1,
+        description="prompts per optimizer step over all processes (the paper's 128); set, it derives "
+        "gradient_accumulation_steps from the micro-batch and num_processes, so the batch is the same on any GPU count",
+    )
     per_device_train_batch_size: int = Field(8, ge=1, description="completions per device and micro-batch")
-    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="micro-batches per optimizer step (derived where prompts_per_step is set)"
+    )
     max_completion_length: int = Field(96, ge=1, description="tokens per rollout")
     max_steps: int = Field(-1, description="optimizer steps (-1: num_train_epochs)")
     num_train_epochs: float = Field(1.0, gt=0, description="epochs over the rows where max_steps is -1")
@@ -241,13 +250,44 @@ class RLConfig(Section):
     def _section(self) -> str:
         return "history" if isinstance(self, HistoryConfig) else "train"
 
+    def _derive_accumulation(self, section: str) -> None:
+        """Where ``prompts_per_step`` is set: the micro-batches per optimizer step that give it on ``num_processes``
+        (one optimizer update per generation batch, as TRL's default ``steps_per_generation``)."""
+        if self.prompts_per_step is None:
+            return
+        completions = self.prompts_per_step * self.num_generations
+        share = self.per_device_train_batch_size * self.num_processes
+        if completions % share:
+            fitting = [
+                m
+                for m in range(1, completions // self.num_processes + 1)
+                if completions % (m * self.num_processes) == 0
+            ]
+            raise ValueError(
+                f"{section}.prompts_per_step ({self.prompts_per_step}) x num_generations ({self.num_generations}) = "
+                f"{completions} completions do not split into micro-batches of per_device_train_batch_size "
+                f"({self.per_device_train_batch_size}) on num_processes ({self.num_processes}): choose one of "
+                f"{fitting[-6:]}"
+            )
+        derived = completions // share
+        if "gradient_accumulation_steps" in self.model_fields_set and self.gradient_accumulation_steps != derived:
+            raise ValueError(
+                f"{section}.gradient_accumulation_steps ({self.gradient_accumulation_steps}) contradicts "
+                f"prompts_per_step ({self.prompts_per_step}), which derives {derived} on {self.num_processes} "
+                "process(es): leave it out"
+            )
+        object.__setattr__(self, "gradient_accumulation_steps", derived)
+
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
         section = self._section()
-        if self.per_device_train_batch_size % self.num_generations:
+        self._derive_accumulation(section)
+        if self.completions_per_step % self.num_generations:  # TRL's rule: whole prompt groups per generation batch
             raise ValueError(
-                f"{section}.per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
-                f"of {section}.num_generations ({self.num_generations})"
+                f"{section}: the completions per optimizer step (per_device_train_batch_size "
+                f"{self.per_device_train_batch_size} x gradient_accumulation_steps {self.gradient_accumulation_steps} "
+                f"x num_processes {self.num_processes} = {self.completions_per_step}) must be a multiple of "
+                f"num_generations ({self.num_generations})"
             )
         if self.accelerate_config and not Path(self.accelerate_config).is_file():
             raise ValueError(f"{section}.accelerate_config: no such file {self.accelerate_config!r}")
@@ -382,6 +422,12 @@ class EvaluateConfig(Section):
     )
     max_new_tokens: int = Field(128, ge=1, description="tokens per answer")
     batch_size: int = Field(32, ge=1, description="sequences generated together (transformers backend)")
+    max_num_seqs: int | None = Field(
+        None,
+        ge=1,
+        description="sequences vLLM generates at once (null: vLLM's own default on a GPU; batch_size on a CPU, whose "
+        "KV cache is sized for them)",
+    )
     workers: int | None = Field(
         None,
         ge=1,

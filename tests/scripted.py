@@ -45,3 +45,28 @@ class ScriptedBackend:
             answer = self.gold[problem] if right(problem, self.step) else f"{self.gold[problem]}0"
             completions.append([f"The answer is \\boxed{{{answer}}}."] * protocol.num_samples)
         return completions
+
+
+class PlacementBackend:
+    """Answers with where and when it ran: the ``CUDA_VISIBLE_DEVICES`` of its process, its process id, and the
+    times its generation began and ended (it takes ``PLACEMENT_SECONDS``), for the evaluation's GPU placement test."""
+
+    PLACEMENT_SECONDS = 2.0
+
+    def __init__(self, model_dir: str | Path, config) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def generate(self, prompts: list[str], protocol, max_new_tokens: int, seed: int) -> list[list[str]]:
+        import time
+
+        began = time.time()
+        time.sleep(self.PLACEMENT_SECONDS)
+        where = {
+            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "pid": os.getpid(),
+            "began": began,
+            "ended": time.time(),
+        }
+        return [[json.dumps(where)] * protocol.num_samples for _ in prompts]

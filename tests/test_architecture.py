@@ -65,8 +65,11 @@ def test_each_stage_depends_on_the_hash_of_the_modules_its_entry_point_imports()
         assert lineage.code_file(stage, values) in deps and not [d for d in deps if d.endswith(".py")], stage
         assert f"rlvr/stages/{stage}.py" in codehash.stage_code(stage) or stage == "report", stage
     assert "rlvr/stages/report/__init__.py" in codehash.stage_code("report")
-    code = yaml.safe_load(lineage.PIPELINE.read_text())["stages"][lineage.CODE_STAGE]
-    assert code["cmd"].startswith("python -m pipelines.code") and set(code["deps"]) >= {"rlvr", "pipelines"}
+    pipeline = yaml.safe_load(lineage.PIPELINE.read_text())["stages"]
+    code = pipeline[lineage.CODE_STAGE]
+    assert code["cmd"].startswith("scripts/python -m pipelines.code") and set(code["deps"]) >= {"rlvr", "pipelines"}
+    # every stage runs the project's interpreter, whether or not its virtual environment is activated
+    assert all(stage["cmd"].startswith("scripts/python -m pipelines.") for stage in pipeline.values())
 
 
 def test_report_code_is_not_a_dependency_of_training():

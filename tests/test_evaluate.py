@@ -6,9 +6,10 @@ import logging
 import shutil
 
 import pytest
+from conftest import ROOT
 
 from rlvr.config import EvaluateConfig, ModelConfig
-from rlvr.files import read_json, read_records
+from rlvr.files import read_json, read_records, write_rows
 from rlvr.stages.evaluate import Benchmark, run_evaluate
 from rlvr.training.checkpoints import MARKER
 
@@ -177,3 +178,39 @@ def test_the_gemma_model_source_converts_and_generates(tmp_path):
     assert prompt.startswith("<bos>Question: What is 2 plus 3?") and prompt.endswith("Answer:")
     [[answer]] = backend.generate([prompt], Protocol(), 24, 0)
     assert answer.text.strip()
+
+
+@pytest.mark.integration
+def test_a_nodes_gpus_evaluate_several_checkpoints_at_once_each_on_a_gpu_of_its_own(tmp_path, tiny_model, monkeypatch):
+    """Three GPUs faked in the evaluating process, four models: each model's benchmarks run in one process pinned
+    to one GPU (``CUDA_VISIBLE_DEVICES`` set before CUDA starts there), three models at once, the fourth on the first
+    GPU that frees up; the results land where the stage collects them, in order."""
+    from rlvr.stages import evaluate
+
+    monkeypatch.setattr(evaluate, "visible_gpus", lambda: ["0", "1", "2"])
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))  # the workers import the backend
+    models = [(step, tmp_path / f"model-{step}") for step in range(4)]
+    for _, path in models:
+        path.symlink_to(tiny_model)
+    rows = [{"id": str(i), "problem": f"{i}+1?", "answer": str(i + 1)} for i in range(2)]
+    benchmarks = []
+    for name in ("first", "second"):
+        write_rows(tmp_path / f"{name}.jsonl", rows)
+        benchmarks.append(evaluate.Benchmark(name, "generator", tmp_path / f"{name}.jsonl"))
+    config = EvaluateConfig(backend="scripted:PlacementBackend", max_new_tokens=4)
+    results = evaluate.evaluate_models(config, ModelConfig(), models, benchmarks, tmp_path / "eval")
+    assert sorted(results) == [0, 1, 2, 3] and all(set(r) == {"first", "second"} for r in results.values())
+    where = {}
+    for step, _ in models:
+        ran = [json.loads(s["completion"]) for name in ("first", "second")
+               for s in read_records(tmp_path / "eval" / "samples" / f"step-{step}" / f"{name}.jsonl")]  # fmt: skip
+        assert len({(r["gpus"], r["pid"]) for r in ran}) == 1, ran  # a model's benchmarks: one process, one GPU
+        where[step] = ran[0] | {"began": min(r["began"] for r in ran), "ended": max(r["ended"] for r in ran)}
+    print({step: w["gpus"] for step, w in where.items()})
+    assert {w["gpus"] for w in where.values()} == {"0", "1", "2"}  # every GPU used, one at a time each
+    first_three = sorted(where.values(), key=lambda w: w["began"])[:3]
+    assert {w["gpus"] for w in first_three} == {"0", "1", "2"}
+    assert max(w["began"] for w in first_three) < min(w["ended"] for w in first_three)  # at once
+    for gpu in ("0", "1", "2"):  # never two models on one GPU at the same time
+        spans = sorted((w["began"], w["ended"]) for w in where.values() if w["gpus"] == gpu)
+        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 
 def _project_copy(target: Path, params: dict) -> Path:
-    for name in ("rlvr", "pipelines", "tasks", "flows", "configs", "families"):
+    for name in ("rlvr", "pipelines", "tasks", "flows", "configs", "families", "scripts"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", "prefect.yaml"):
         shutil.copy(ROOT / name, target / name)

@@ -75,8 +75,8 @@ def miniature(preset: Path, model: Path, data: Path, history: Path, work: Path) 
         "train.sample_steps=0",
         "train.max_completion_length=8",
         f"train.num_generations={rollouts}",
-        f"train.per_device_train_batch_size={rollouts}",  # one prompt per step
-        "train.gradient_accumulation_steps=1",
+        f"train.per_device_train_batch_size={rollouts}",
+        "train.prompts_per_step=1",  # one prompt per step
         "train.use_vllm=false",  # no GPU: TRL generates the rollouts
         "train.num_processes=1",
         "train.accelerate_config=null",

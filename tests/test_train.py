@@ -94,7 +94,12 @@ def test_accelerate_configs_are_valid_accelerate_files():
 
     for path in sorted((ROOT / "configs" / "accelerate").glob("*.yaml")):
         config = ClusterConfig.from_yaml_file(path)
-        assert config.num_machines == 1 and config.mixed_precision == "bf16", path.name
+        twin = path.stem.endswith("-cpu")  # a CPU twin: float32 on the CPU, nothing else changed
+        assert config.num_machines == 1 and config.mixed_precision == ("no" if twin else "bf16"), path.name
+        if twin:
+            gpu = yaml.safe_load(path.with_name(path.name.replace("-cpu", "")).read_text())
+            cpu = yaml.safe_load(path.read_text())
+            assert {k for k in gpu if gpu[k] != cpu.get(k)} == {"use_cpu", "mixed_precision"} and cpu["use_cpu"]
 
 
 def test_ppo_refuses_what_trl_ppo_cannot_do():

@@ -49,6 +49,7 @@ from rlvr.metrics import (
     summarise,
 )
 from rlvr.models import load_tokenizer
+from rlvr.placement import gpu_groups, run_pinned, terminate_workers, visible_gpus
 from rlvr.rewards import GRADING_MODES, grade_answer, last_boxed
 from rlvr.templates import Template, get_template
 from rlvr.training.checkpoints import MARKER, checkpoints, is_finished
@@ -151,6 +152,8 @@ def result_key(
     settings += [config.batch_size, GRADING_VERSION]  # bfloat16 samples change with the batch's composition
     if config.enforce_eager and config.backend == "vllm":
         settings.append("eager")  # other kernels than the compiled graph's
+    if config.max_num_seqs is not None and config.backend == "vllm":
+        settings.append(["max_num_seqs", config.max_num_seqs])  # another batch composition
     payload = [model_identity(model_dir), rows, prompts, asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -305,7 +308,8 @@ def run_job(job: Job, config: EvaluateConfig, model: ModelConfig, out_dir: Path)
     samples = sample_records(job.rows, job.prompts, completions, job.bench.dataset, get_template(model.template))
     after = bounded.stats()
     metrics = {"step": job.step, "benchmark": job.bench.name, "dataset": job.bench.dataset}
-    metrics |= {"protocol": asdict(job.protocol), "dtype": compute_dtype(config.dtype, config.backend)}
+    ran = getattr(backend, "dtype", None) or compute_dtype(config.dtype, config.backend)  # the precision that ran
+    metrics |= {"protocol": asdict(job.protocol), "dtype": ran}
     metrics["generation"] = {"max_new_tokens": config.max_new_tokens, "stop": config.stop}
     metrics["generation"] |= {"loop_stop": config.loop_stop, "backend": config.backend, "batch_size": config.batch_size}
     metrics |= benchmark_metrics(samples)
@@ -344,8 +348,37 @@ def _single_threaded() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def run_model_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> list[dict]:
+    """Every job's metrics, here, one after the other (one model's jobs share its loaded backend); the backend is
+    freed at the end."""
+    try:
+        return [run_job(job, config, model, out_dir) for job in jobs]
+    finally:
+        close_backend()
+
+
+def run_on_gpus(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_dir: Path, groups: list[str]):
+    """Every job's metrics, each model's jobs in a process pinned to a GPU group, models on several groups at once
+    (``rlvr.placement``)."""
+    by_model: dict[Path, list[int]] = {}
+    for index, job in enumerate(jobs):
+        by_model.setdefault(job.model_dir, []).append(index)
+    work = functools.partial(run_model_jobs, config=config, model=model, out_dir=out_dir)
+    results = run_pinned(work, [[jobs[i] for i in indices] for indices in by_model.values()], groups)
+    ordered: dict[int, dict] = {}
+    for indices, metrics in zip(by_model.values(), results, strict=True):
+        ordered |= dict(zip(indices, metrics, strict=True))
+    return [ordered[i] for i in range(len(jobs))]
+
+
 def run_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> list[dict]:
-    """Every job's metrics: on ``workers(config)`` single-threaded processes, else here (one at a time)."""
+    """Every job's metrics: on a node's GPUs several models at once (one engine per GPU group of
+    ``tensor_parallel_size``); on a CPU with the transformers backend on ``workers(config)`` single-threaded
+    processes; else here (one at a time)."""
+    size = config.tensor_parallel_size if config.backend == "vllm" else 1
+    groups = gpu_groups(visible_gpus(), size)
+    if len(groups) > 1 and jobs:
+        return run_on_gpus(jobs, config, model, out_dir, groups)
     count = min(workers(config), len(jobs))
     if count > 1:
         import multiprocessing
@@ -356,9 +389,8 @@ def run_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_di
         try:
             futures = [pool.submit(run_job, job, config, model, out_dir) for job in jobs]
             return [future.result() for future in futures]  # a worker that cannot start: BrokenProcessPool
-        except BaseException:  # an error or a signal: the jobs in flight are not waited for
-            for process in getattr(pool, "_processes", {}).values():
-                process.terminate()
+        except BaseException:
+            terminate_workers(pool)
             raise
         finally:
             pool.shutdown(cancel_futures=True)
@@ -368,9 +400,8 @@ def run_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_di
     if count == 1:
         torch.set_num_threads(1)  # as a worker process would: the same samples
     try:
-        return [run_job(job, config, model, out_dir) for job in jobs]
+        return run_model_jobs(jobs, config, model, out_dir)
     finally:
-        close_backend()
         torch.set_num_threads(threads)
 
 

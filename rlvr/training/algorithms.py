@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlvr.config import NOT_TRL_SETTINGS, RLConfig
+from rlvr.config import MAX_PROMPT_TOKENS, NOT_TRL_SETTINGS, RLConfig
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,17 @@ def _common(out_dir: str | Path) -> dict[str, Any]:
 
 def _grpo_fixed(config: RLConfig, save: bool, resumable: bool, keep: int | None) -> dict[str, Any]:
     """Checkpoints every ``save_steps`` (``resumable`` ones keep the optimizer, scheduler and RNG states; ``keep``
-    of them kept, None: all)."""
-    return {
+    of them kept, None: all); vLLM's context of prompt and completion."""
+    fixed = {
         "save_strategy": "steps" if save else "no",
         "save_steps": config.save_steps if save else 500,
         "save_only_model": not resumable,
         "save_total_limit": keep,
         "gradient_checkpointing": _cuda(),  # saves GPU memory; on a CPU it only recomputes
     }
+    if config.use_vllm:  # vLLM sized for prompt + completion (else for the model's longest context: 131,072 for Llama)
+        fixed["vllm_max_model_length"] = MAX_PROMPT_TOKENS + config.max_completion_length
+    return fixed
 
 
 def _ppo_fixed(config: RLConfig, save: bool, resumable: bool, keep: int | None) -> dict[str, Any]:

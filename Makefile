@@ -133,10 +133,10 @@ lint: setup
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-# Wheels for scripts/gpu_check.sh on a GPU machine without network (it has PyTorch; it gets everything else).
+# Wheels for scripts/gpu_check.sh on a GPU machine without network (Python 3.12 with PyTorch, transformers, accelerate
+# and peft): what else the check imports, at this environment's versions.
 gpu-wheels: setup
-	$(BIN)/pip download --dest gpu-wheels -e '.[dev]' 2>/dev/null || $(BIN)/pip wheel --wheel-dir gpu-wheels '.[dev]'
-	rm -f gpu-wheels/torch-*.whl gpu-wheels/nvidia_*.whl gpu-wheels/triton-*.whl
+	$(BIN)/python scripts/gpu_wheels.py gpu-wheels
 
 clean:
 	rm -rf outputs mlflow.db mlartifacts mlflow-pending

@@ -1,5 +1,6 @@
-"""Check the project's environment after `make setup-vllm`: `pip check` reports nothing but the known, explained
-lines below, and transformers, vLLM and Prefect import side by side. Exits non-zero naming anything else.
+"""Check the project's environment after `make setup-vllm` (or `make setup-gpu`): `pip check` reports nothing but the
+known, explained lines below, and transformers, vLLM, Prefect, TRL (and DeepSpeed, where installed) import side by
+side. Exits non-zero naming anything else.
 
     python scripts/check_env.py
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from importlib.util import find_spec
 
 # what `pip check` may report, each with why it is harmless here
 KNOWN = {
@@ -35,8 +37,8 @@ def main() -> int:
     others = unexpected(report)
     for line in others:
         print(f"check_env: unexpected dependency conflict: {line}", file=sys.stderr)
-    imported = subprocess.run([sys.executable, "-c", "import transformers.generation, vllm, prefect, trl"],
-                              capture_output=True, text=True)  # fmt: skip
+    modules = "transformers.generation, vllm, prefect, trl" + (", deepspeed" if find_spec("deepspeed") else "")
+    imported = subprocess.run([sys.executable, "-c", f"import {modules}"], capture_output=True, text=True)
     if imported.returncode:
         print(f"check_env: import failed: {imported.stderr.strip().splitlines()[-1]}", file=sys.stderr)
     return 1 if others or imported.returncode else 0

@@ -195,9 +195,14 @@ def main() -> None:
     from rlvr.training.plan import loss_estimate, model_shape
 
     shape = model_shape(args.model)
-    measured = measure(shape.config, args.micro, args.prompt, args.completion, args.device)
-    estimate = loss_estimate(shape, args.micro, args.prompt, args.completion)
-    print(json.dumps(measured | {"plan_loss_bytes": estimate, "ratio": measured["loss_bytes"] / estimate}, indent=2))
+    config = {key: value for key, value in shape.config.items() if key != "model_type"}  # its shape, as Qwen2
+    measured = measure(config, args.micro, args.prompt, args.completion, args.device)
+    terms = loss_estimate(shape, args.micro, args.prompt, args.completion)
+    planned = sum(terms.values())
+    gib = {key: round(value / 2**30, 3) for key, value in (measured | terms | {"planned_bytes": planned}).items()}
+    ratio = round(measured["loss_bytes"] / planned, 3)
+    print(json.dumps({"model": shape.name, "micro": args.micro, "prompt": args.prompt, "completion": args.completion,
+                      "device": args.device, "gib": gib, "measured_over_planned": ratio}, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -319,6 +319,19 @@ def test_materialised_datasets_are_versioned_and_pushed_to_the_remote(dvc_projec
     _run(["dvc", "status", "--cloud", "data"], dvc_project)
 
 
+def test_dvc_runs_the_projects_interpreter_with_a_path_that_lacks_the_venv(dvc_project, tmp_path):
+    """``.venv/bin/dvc repro`` from a shell where the venv is not activated (its PATH has no .venv/bin): the
+    stages' ``scripts/python`` still runs the project's interpreter, not the system's (which has no pandas)."""
+    work = _copy_project(dvc_project, tmp_path / "bare")
+    (work / ".venv").symlink_to(Path(sys.executable).parents[1])  # the project's venv, as make setup leaves it
+    env = {k: v for k, v in _env(work).items() if k != "VIRTUAL_ENV"} | {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    dvc = str(Path(sys.executable).parent / "dvc")
+    result = subprocess.run([dvc, "repro", "--force", "-s", "select"], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Running stage 'select'" in result.stdout and "scripts/python -m pipelines.select" in result.stdout
+
+
 def test_dvc_repro_again_does_nothing(dvc_project):
     result = _run(["dvc", "repro"], dvc_project)
     assert "Data and pipelines are up to date" in result.stdout

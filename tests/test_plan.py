@@ -140,3 +140,18 @@ def test_the_calibrated_loss_terms_predict_a_fresh_measurement_of_trls_loss():
     assert measured == pytest.approx(estimate, rel=0.15)
     calibration = yaml.safe_load((ROOT / "rlvr" / "resources" / "memory_calibration.yaml").read_text())
     assert calibration["logits_measurements"] and calibration["activation_measurements"]
+
+
+def test_a_run_whose_checkpoints_outgrow_the_disk_is_warned_before_it_starts(tmp_path, monkeypatch, caplog):
+    from collections import namedtuple
+
+    from rlvr.training import plan as plans
+
+    params = load_params(ROOT / "configs" / "paper" / "qwen25_math_1.5b_pi1.yaml")
+    params = params.model_copy(update={"paths": params.paths.model_copy(update={"train_dir": str(tmp_path / "t")})})
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(plans.shutil, "disk_usage", lambda path: usage(0, 0, 100 * GIB))
+    plans.check_train(params)  # no CUDA here: only the disk is checked
+    needed = train_plan(params, NODE).disk  # 100 checkpoints of 3.1 GB and one resume state: about 308 GiB
+    assert f"the run's checkpoints need {needed / GIB:.1f} GiB" in caplog.text and "has 100.0 GiB free" in caplog.text
+    assert 300 * GIB < needed < 320 * GIB

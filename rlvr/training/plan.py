@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,8 @@ import yaml
 
 from rlvr.config import MAX_PROMPT_TOKENS, Params, RLConfig, load_params
 from rlvr.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 GIB = 2**30
 BF16 = 2
@@ -355,14 +359,19 @@ def train_plan(params: Params, machine: Machine) -> Plan:
 
 
 def check_train(params: Params) -> None:
-    """Refuse (InputError, one line) a train stage whose plan does not fit the GPUs torch sees; nothing without CUDA
-    (a CPU run, the rehearsal)."""
-    machine = cuda_machine()
-    if machine is None:
-        return
+    """Before a train stage starts: refuse (InputError, one line) a plan that does not fit the GPUs torch sees (no
+    check without CUDA: a CPU run, the rehearsal), and warn where the disk has less room than its checkpoints need."""
     shape = model_shape(params.model.source, params.paths.model_dir)
-    if (line := refusal(params.train, params.train.algorithm, shape, machine, "train")) is not None:
+    machine = cuda_machine()
+    if machine is not None and (line := refusal(params.train, params.train.algorithm, shape, machine, "train")):
         raise InputError(line)
+    needed = plan(params.train, params.train.algorithm, shape, machine or Machine(1, GPU_GIB)).disk
+    folder = next(p for p in (Path(params.paths.train_dir).absolute(), *Path(params.paths.train_dir).absolute().parents)
+                  if p.exists())  # fmt: skip
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        logger.warning("the run's checkpoints need %.1f GiB (max_steps / save_steps x its weights, and one resume "
+                       "state); %s has %.1f GiB free", needed / GIB, folder, free / GIB)  # fmt: skip
 
 
 def table(rows: list[tuple[str, Plan]]) -> str:

@@ -30,7 +30,7 @@ from rlvr.rewards import combined_reward
 from rlvr.selection import id_order, validate_history
 from rlvr.training import launch
 from rlvr.training.algorithms import trainer_args
-from rlvr.training.checkpoints import shared_resume_point
+from rlvr.training.checkpoints import every_rank_saved, shared_resume_point
 from rlvr.training.grpo import build_trainer
 from rlvr.training.monitor import all_gather
 
@@ -86,7 +86,7 @@ class RecordCheckpoint(TrainerCallback):
         self.recorder = recorder
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
+        if every_rank_saved(state):
             write_json(Path(args.output_dir) / f"checkpoint-{state.global_step}" / RECORD_FILE, self.recorder.state())
 
 

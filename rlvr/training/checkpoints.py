@@ -165,6 +165,15 @@ def has_resume_state(checkpoint: Path) -> bool:
     return (checkpoint / "optimizer.pt").is_file() or any(checkpoint.glob("global_step*"))
 
 
+def every_rank_saved(state) -> bool:
+    """In a checkpoint callback's ``on_save``: wait until every rank has written its part of the checkpoint (DeepSpeed
+    shards, RNG states), then True in the main process only, which marks the checkpoint complete."""
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+    return state.is_world_process_zero
+
+
 def mark_finished(run_dir: str | Path) -> None:
     """Record in the run file that the run in ``run_dir`` has ended (a watcher stops waiting for checkpoints)."""
     run_file = Path(run_dir) / RUN_FILE
@@ -192,10 +201,7 @@ class MarkCheckpoint(TrainerCallback):
         self.run_fingerprint = run_fingerprint
 
     def on_save(self, args, state, control, **kwargs):
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()  # every rank has written its part (DeepSpeed shards, RNG states)
-        if not state.is_world_process_zero:
+        if not every_rank_saved(state):
             return
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         marker = {"step": state.global_step, "fingerprint": self.run_fingerprint, "written": time.time()}

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 GIB = 2**30
 BF16 = 2
 CUDA_ALLOWANCE_GIB = 3.0  # CUDA context, NCCL buffers, allocator fragmentation: an allowance, not a measurement
+HEADROOM = 0.9  # a suggested setting leaves a tenth of each GPU free: the plan is an estimate, calibrated on a CPU
 GPU_GIB = 79.6  # an 80 GB GPU as torch reports it (an H100 80GB HBM3 has 81,559 MiB)
 TERMS = ("weights", "gradients", "optimizer", "reference", "value_model", "activations", "logits", "rollout_logits",
          "vllm", "cuda")  # fmt: skip
@@ -309,30 +310,44 @@ def plan(
     )
 
 
-def with_micro_batch(config: RLConfig, micro: int) -> RLConfig | None:
-    """``config`` with micro-batches of ``micro`` completions and the same completions per optimizer step (None where
-    they do not split so)."""
-    completions, share = config.completions_per_step, micro * config.num_processes
-    if completions % share:
+def rebatched(config: RLConfig, micro: int, processes: int | None = None) -> RLConfig | None:
+    """``config`` with micro-batches of ``micro`` completions on ``processes`` (default: its own) and the same
+    completions per optimizer step (None where they do not split so)."""
+    processes = processes or config.num_processes
+    if config.completions_per_step % (micro * processes):
         return None
-    values = config.model_dump() | {
-        "per_device_train_batch_size": micro,
-        "gradient_accumulation_steps": completions // share,
-    }
-    return type(config).model_validate(values | {"prompts_per_step": None})
+    values = config.model_dump() | {"per_device_train_batch_size": micro, "num_processes": processes}
+    accumulation = config.completions_per_step // (micro * processes)
+    return type(config).model_validate(values | {"prompts_per_step": None, "gradient_accumulation_steps": accumulation})
+
+
+def largest_micro_batch(config: RLConfig, algorithm: str, shape: ModelShape, machine: Machine, share: float = 1.0):
+    """The largest micro-batch (with its plan) at which ``config`` keeps its batch on ``machine``'s GPUs within
+    ``share`` of each one's memory, or None."""
+    for micro in range(config.per_device_train_batch_size, 0, -1):
+        candidate = rebatched(config, micro, machine.gpus)
+        if candidate is not None:
+            fitted = plan(candidate, algorithm, shape, machine)
+            if fitted.peak <= share * fitted.budget:
+                return micro, fitted
+    return None
 
 
 def advice(config: RLConfig, algorithm: str, shape: ModelShape, machine: Machine, section: str) -> str:
-    """What to change so that the plan fits: the largest micro-batch that does, else the GPUs it would need."""
-    for micro in range(config.per_device_train_batch_size - 1, 0, -1):
-        smaller = with_micro_batch(config, micro)
-        if smaller is not None and (fitted := plan(smaller, algorithm, shape, machine)).fits:
-            peak = fitted.peak / GIB
-            return (f"set {section}.per_device_train_batch_size to {micro} "
-                    f"({peak:.1f} GiB per GPU, the same {fitted.prompts_per_step} prompts per step)")  # fmt: skip
-    return (f"no micro-batch fits {machine.memory_gib:.1f} GiB with {config.num_processes} process(es): "
-            f"use more GPUs ({section}.num_processes), ZeRO-3 ({section}.accelerate_config: "
-            "configs/accelerate/zero3.yaml) or a smaller vllm_gpu_memory_utilization")  # fmt: skip
+    """What to change so that the plan fits: the largest micro-batch that leaves ``HEADROOM`` free (else the largest
+    that fits at all), else the fewest GPUs of the same memory at which one does."""
+    found = largest_micro_batch(config, algorithm, shape, machine, HEADROOM)
+    if found := found or largest_micro_batch(config, algorithm, shape, machine):
+        micro, fitted = found
+        return (f"set {section}.per_device_train_batch_size to {micro} ({fitted.peak / GIB:.1f} GiB per GPU, the "
+                f"same {fitted.prompts_per_step} prompts per step)")  # fmt: skip
+    for gpus in (2, 4, 8, 16, 32, 64):
+        if gpus > machine.gpus and (
+            found := largest_micro_batch(config, algorithm, shape, Machine(gpus, machine.memory_gib))
+        ):
+            return (f"no micro-batch fits {machine.gpus} GPU(s) of this memory: the same batch needs {gpus} "
+                    f"({section}.num_processes: {gpus}, per_device_train_batch_size {found[0]})")  # fmt: skip
+    return f"no micro-batch fits even 64 GPUs of {machine.memory_gib:.1f} GiB"
 
 
 def refusal(config: RLConfig, algorithm: str, shape: ModelShape, machine: Machine, section: str) -> str | None:
@@ -344,11 +359,15 @@ def refusal(config: RLConfig, algorithm: str, shape: ModelShape, machine: Machin
     result = plan(config, algorithm, shape, machine)
     if result.fits:
         return None
-    largest = max(("activations", "logits", "rollout_logits"), key=lambda t: result.terms[t])
-    return (f"{section}: the memory plan needs {result.peak / GIB:.1f} GiB per GPU ({largest} "
-            f"{result.terms[largest] / GIB:.1f} GiB at per_device_train_batch_size {result.micro_batch} x "
-            f"{config.max_completion_length} tokens) of the {machine.memory_gib:.1f} GiB of each GPU: "
-            f"{advice(config, algorithm, shape, machine, section)}")  # fmt: skip
+    terms = {"logits": f"at per_device_train_batch_size {result.micro_batch} x {config.max_completion_length} tokens",
+             "activations": f"at per_device_train_batch_size {result.micro_batch} x {result.sequence} tokens",
+             "rollout_logits": f"{config.completions_per_step // config.num_processes} rollouts of "
+                               f"{config.max_completion_length} tokens per process"}  # fmt: skip
+    largest = max(terms, key=lambda t: result.terms[t])
+    size = f"{largest} {result.terms[largest] / GIB:.1f} GiB, {terms[largest]}"
+    change = advice(config, algorithm, shape, machine, section)
+    return (f"{section}: the memory plan needs {result.peak / GIB:.1f} GiB per GPU ({size}) of the "
+            f"{machine.memory_gib:.1f} GiB of each GPU: {change}")  # fmt: skip
 
 
 def train_plan(params: Params, machine: Machine) -> Plan:

@@ -130,8 +130,10 @@ def test_a_signal_to_the_stage_reaches_every_rank_and_the_rerun_resumes(signum, 
     MLflow runs are KILLED, and the rerun resumes from the last complete checkpoint."""
     _train_params(tmp_path, reward="epoch_rewards:slow_text_reward", num_processes=2, num_generations=2,
                   per_device_train_batch_size=2, max_steps=40, save_steps=2, sample_steps=0)  # fmt: skip
+    # a terminal's foreground job: Ctrl-C not ignored (a shell's background jobs inherit SIGINT ignored)
     process = subprocess.Popen(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 240
     while not checkpoints(tmp_path / "run") and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -107,11 +107,45 @@ class ModelConfig(Section):
         return self.train_template or self.template
 
 
-class BenchmarkFile(Section):
-    """A benchmark of the user's own: a jsonl (or parquet) file with ``problem`` (or ``question``) and ``answer``."""
+AnswerRule = Literal["after_hashes", "drop_unit", "strip_dollars", "integer_float"]
+
+
+class OwnFile(Section):
+    """A dataset file of the user's own (jsonl or parquet), described rather than guessed: the field(s) that make the
+    problem, the field holding the answer and the registry's rules that clean it, or a registry dataset's format."""
+
+    file: str = Field(description="the file")
+    problem: str | list[str] | None = Field(
+        None, description="the field(s) making the problem, several joined with a space (null: problem, else question)"
+    )
+    answer: str | None = Field(None, description="the field holding the gold answer (null: answer)")
+    clean: list[AnswerRule] = Field(
+        default_factory=list,
+        description="rules cleaning the answer, in order: after_hashes (the text after ####), drop_unit (a trailing "
+        "unit in parentheses), strip_dollars, integer_float (43.0 as 43)",
+    )
+    format: BenchmarkName | PoolName | None = Field(
+        None, description="read the rows as this registry dataset's (its fields and rules), e.g. gsm8k"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> OwnFile:
+        if self.format is not None and (self.problem or self.answer or self.clean):
+            raise ValueError(
+                "format borrows a registry dataset's fields and rules: give it alone, or problem/answer/clean"
+            )
+        return self
+
+    @property
+    def problem_fields(self) -> list[str] | None:
+        """The problem's fields as given (None: the default, ``problem`` else ``question``)."""
+        return [self.problem] if isinstance(self.problem, str) else self.problem
+
+
+class BenchmarkFile(OwnFile):
+    """A benchmark of the user's own: a named, described file (see :class:`OwnFile`)."""
 
     name: str = Field(description="its name in results (not a registry name)", pattern=r"^[A-Za-z0-9][\w.-]*$")
-    file: str = Field(description="the file")
 
 
 class DataConfig(Section):
@@ -124,10 +158,14 @@ class DataConfig(Section):
         "generator", description="the held-out test set: a registry benchmark, generator or file (test_file)"
     )
     benchmarks: list[BenchmarkName | BenchmarkFile] = Field(
-        default_factory=list, description="benchmarks: registry names, or {name, file} entries of your own"
+        default_factory=list,
+        description="benchmarks: registry names, or {name, file} entries of your own (and problem, answer, clean, "
+        "format describing the file)",
     )
-    pool_file: str | None = Field(None, description="the pool's file (any supported format)")
-    test_file: str | None = Field(None, description="the test set's file")
+    pool_file: str | OwnFile | None = Field(
+        None, description="the pool's file, or {file, problem, answer, clean, format} describing it"
+    )
+    test_file: str | OwnFile | None = Field(None, description="the test set's file (or its description)")
     local_dir: str | None = Field(
         None, description="local copies as benchmarks/<name>.jsonl, pools/dsr_sub.parquet (null: the Hub)"
     )
@@ -542,8 +580,9 @@ def override_values(overrides: BaseModel | dict | None) -> dict[str, Any]:
 
 
 def describe(error: ValidationError) -> str:
-    """The first problem of a validation error as one line naming the dotted key."""
-    first = error.errors()[0]
+    """The first problem of a validation error as one line naming the dotted key (a message of our own validators
+    first: in a union, the member it came from is the one the value meant)."""
+    first = next((e for e in error.errors() if e["type"] == "value_error"), error.errors()[0])
     # a union's member appears in the location as its type ("literal[...]", "BenchmarkFile"): not a key
     parts = [str(p) for p in first["loc"] if not (isinstance(p, str) and (p[:1].isupper() or "[" in p))]
     key = ".".join(parts)

@@ -11,12 +11,14 @@ or the Hugging Face Hub (``entry.hub``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rlvr.config import OwnFile
 from rlvr.errors import InputError
-from rlvr.files import read_records, verl_gold, verl_id, verl_problem
+from rlvr.files import normalise, read_records, verl_gold, verl_id, verl_problem
 from rlvr.generator import SUITES, suite
 from rlvr.grading.mathverify import last_boxed
 
@@ -35,18 +37,38 @@ def _minerva_gold(row: dict) -> str:
     return _text(last_boxed(_text(row.get("solution")))) or _answer_field(row)
 
 
+def _after_hashes(text: str) -> str:
+    """GSM8K's rule: the final answer is the text after ``####`` of a worked solution, thousands commas removed."""
+    return text.split("####")[-1].strip().replace(",", "") if "####" in text else ""
+
+
+def _strip_dollars(text: str) -> str:
+    return text.strip("$").strip()
+
+
+_UNIT = re.compile(r"^(.*?\S)\s*\([A-Za-z][A-Za-z .]*\)$")  # "9 (apples)"
+_WHOLE_FLOAT = re.compile(r"^(-?\d+)\.0+$")  # "43.0"
+
+# The rules the registry's entries clean gold answers with, by name: a file of one's own names them (``clean``).
+ANSWER_RULES: dict[str, Callable[[str], str]] = {
+    "after_hashes": _after_hashes,
+    "drop_unit": lambda text: match.group(1) if (match := _UNIT.match(text)) else text,
+    "strip_dollars": _strip_dollars,
+    "integer_float": lambda text: _WHOLE_FLOAT.sub(r"\1", text),
+}
+
+
 def _olympiad_gold(row: dict) -> str:
     """The official evaluation's rule: the first entry of ``final_answer``, ``$`` stripped."""
     answers = row.get("final_answer")
     if isinstance(answers, str):
         answers = [answers]
     answers = [a for a in (answers if answers is not None else []) if _text(a)]
-    return _text(answers[0]).strip("$").strip() if answers else ""
+    return _strip_dollars(_text(answers[0])) if answers else ""
 
 
 def _gsm8k_gold(row: dict) -> str:
-    answer = _text(row.get("answer"))
-    return answer.split("####")[-1].strip().replace(",", "") if "####" in answer else ""
+    return _after_hashes(_text(row.get("answer")))
 
 
 def _arc_gold(row: dict) -> str:
@@ -190,6 +212,63 @@ def _hub_records(entry: DatasetSpec) -> list[dict]:
         reason = f"{type(error).__name__}: {error}"
         raise InputError(f"{entry.name}: cannot load {entry.hub} from the Hub ({reason})") from error
     return [dict(row) for row in loaded]
+
+
+# Fields whose name says they are part of a problem's text: a file whose problem leaves them out is refused.
+PROBLEM_PARTS = ("body", "context", "passage", "background", "story", "premise")
+ANSWER_WORDS = 4  # an answer with this many words of letters is prose (a worked solution), not a math answer
+
+
+def unreadable(answer: str) -> str | None:
+    """Why the grader cannot read ``answer`` as a math answer, with the setting that would fix it (None: it can)."""
+    if "####" in answer:
+        return "a worked solution ending in #### ANSWER: say clean: [after_hashes] (or format: gsm8k)"
+    if _UNIT.match(answer):
+        return "a number with a unit in parentheses: say clean: [drop_unit]"
+    if len(re.findall(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", answer))) >= ANSWER_WORDS or len(answer) > 100:
+        return "a text, not an answer: name the answer's field (answer: ...) or clean it (clean: [...])"
+    return None
+
+
+def _described(records: list[dict], entry: OwnFile, name: str) -> list[dict]:
+    """``records`` in the normalised schema, read as ``entry`` describes them; a row missing a named field, a field
+    left out of the problem that looks part of it, or an answer the grader cannot read is refused, with its row."""
+    if entry.format is not None:
+        return [replace(spec(entry.format), name=name).convert(raw, i) for i, raw in enumerate(records)]
+    if records and entry.problem is None and "reward_model" in records[0]:  # verl rows
+        return [normalise(raw, i, name, entry.file) for i, raw in enumerate(records)]
+    rows = []
+    for index, raw in enumerate(records):
+        fields = entry.problem_fields or ["problem" if "problem" in raw else "question"]
+        wanted = [*fields, entry.answer or "answer"]
+        if missing := [key for key in wanted if key not in raw]:
+            where = f"{entry.file} row {index}: no field {missing[0]!r} (its fields: {', '.join(raw)})"
+            raise InputError(f"{where}: say which make the problem and which holds the answer (problem, answer)")
+        if left := [key for key in raw if key.lower() in PROBLEM_PARTS and key not in fields]:
+            raise InputError(f"{entry.file}: rows hold a {left[0]!r} field the problem leaves out (problem: "
+                             f"{fields}); to include it, say problem: [{', '.join([left[0], *fields])}]")  # fmt: skip
+        answer = _text(raw[wanted[-1]])
+        for rule in entry.clean:
+            answer = ANSWER_RULES[rule](answer)
+        if answer and (reason := unreadable(answer)):
+            raise InputError(f"{entry.file} row {index}: the answer {answer[:60]!r} is {reason}")
+        row = {"id": _plain_id(raw, index), "problem": " ".join(_text(raw[key]) for key in fields), "answer": answer}
+        rows.append(row | {"source": name})
+    return rows
+
+
+def load_own(entry: OwnFile | str, name: str, size: int | None = None) -> Loaded:
+    """A dataset file of the user's own (``entry``: its description, or just its path), with the registry's rules:
+    rows without a gold answer counted and left out, duplicate ids refused, the first ``size`` rows kept."""
+    entry = OwnFile(file=entry) if isinstance(entry, str) else entry
+    rows, excluded = [], []
+    for row in _described(read_records(Path(entry.file)), entry, name):
+        (rows if row["answer"] and row["problem"] else excluded).append(row)
+    if excluded:
+        logger.warning("%s (%s): %d rows have no gold answer and are left out", name, entry.file, len(excluded))
+    if len({row["id"] for row in rows}) != len(rows):
+        raise InputError(f"{name} ({entry.file}): duplicate ids")
+    return Loaded(name, rows[:size], len(excluded), entry.file, [row["id"] for row in excluded])
 
 
 def load(

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from rlvr.config import DataConfig, Paths, parse_params
-from rlvr.datasets import BENCHMARKS, REGISTRY, load
+from rlvr.config import BenchmarkFile, DataConfig, Paths, parse_params
+from rlvr.datasets import BENCHMARKS, REGISTRY, load, load_own
 from rlvr.errors import ConfigError, InputError
 from rlvr.files import read_json, read_rows, write_rows
 from rlvr.generator import SUITES, generate, suite
@@ -170,11 +170,73 @@ def test_benchmarks_of_the_users_own_follow_the_registrys_rules(tmp_path):
     with pytest.raises(ConfigError, match="data.benchmarks: a name appears twice"):
         parse_params({"data": {"benchmarks": ["arith1", {"name": "arith1", "file": "x.jsonl"}]}})
     (tmp_path / "nofield.jsonl").write_text('{"question": "x"}\n')
-    with pytest.raises(InputError, match="nofield.jsonl: row 0 has no problem/question or no answer field"):
+    with pytest.raises(InputError, match="nofield.jsonl row 0: no field 'answer' \\(its fields: question\\)"):
         materialise(
             DataConfig(pool_size=2, test_size=2, benchmarks=[{"name": "bad", "file": str(tmp_path / "nofield.jsonl")}]),
             _paths(tmp_path),
         )
+
+
+def _jsonl(path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_a_users_own_files_in_public_harness_schemas_are_described_not_guessed(tmp_path):
+    """Files written by hand in the schemas of public evaluation sets: each refused, in one line naming the file, the
+    row and the setting that reads it, until the entry says which fields make the problem and the answer and how to
+    clean it; then the rows read as the harness means them."""
+    # SVAMP: capitalised fields, the problem in Body + Question, float answers
+    svamp = _jsonl(tmp_path / "svamp.jsonl", [
+        {"ID": "chal-1", "Body": "Jack had 8 pens and Mary had 5 pens.", "Question": "How many pens do they have?",
+         "Equation": "( 8.0 + 5.0 )", "Answer": 13.0, "Type": "Addition"}])  # fmt: skip
+    # GSM8K: the answer field holds the worked solution, "#### 72" last
+    solution = "In May she sold 48/2 = <<48/2=24>>24 clips.\nAltogether 48+24 = <<48+24=72>>72 clips.\n#### 72"
+    gsm8k = _jsonl(tmp_path / "gsm8k.jsonl", [
+        {"question": "Natalia sold 48 clips in April and half as many in May. How many did she sell?",
+         "answer": solution}])  # fmt: skip
+    asdiv = _jsonl(tmp_path / "asdiv.jsonl", [  # ASDiv: body + question, the answer with its unit
+        {"id": "nluds-0001", "body": "Seven red apples and two green apples are in the basket.",
+         "question": "How many apples are in the basket?", "answer": "9 (apples)"}])  # fmt: skip
+    bigbench = _jsonl(tmp_path / "bigbench.jsonl", [{"input": "What is 12 times 12?", "target": "144"}])
+    refused = {
+        svamp: "row 0: no field 'question' (its fields: ID, Body, Question, Equation, Answer, Type): say which make "
+        "the problem and which holds the answer",
+        gsm8k: f"row 0: the answer {solution[:60]!r} is a worked solution ending in #### ANSWER: say clean: "
+        "[after_hashes] (or format: gsm8k)",
+        asdiv: "asdiv.jsonl: rows hold a 'body' field the problem leaves out (problem: ['question']); to include it, "
+        "say problem: [body, question]",
+        bigbench: "row 0: no field 'question' (its fields: input, target)",
+    }
+    for file, line in refused.items():
+        with pytest.raises(InputError) as error:
+            load_own(BenchmarkFile(name="mine", file=file), "mine")
+        assert str(error.value).startswith(file) and line in str(error.value), str(error.value)
+    with pytest.raises(
+        InputError, match="the answer '9 \\(apples\\)' is a number with a unit in parentheses: say clean"
+    ):
+        load_own(BenchmarkFile(name="mine", file=asdiv, problem=["body", "question"]), "mine")
+    described = {
+        "svamp": (dict(file=svamp, problem=["Body", "Question"], answer="Answer", clean=["integer_float"]),
+                  "Jack had 8 pens and Mary had 5 pens. How many pens do they have?", "13"),
+        "gsm8k": (dict(file=gsm8k, format="gsm8k"), "Natalia sold 48 clips in April and half as many in May. How many "
+                  "did she sell?", "72"),
+        "gsm8k-rule": (dict(file=gsm8k, clean=["after_hashes"]), None, "72"),
+        "asdiv": (dict(file=asdiv, problem=["body", "question"], clean=["drop_unit"]),
+                  "Seven red apples and two green apples are in the basket. How many apples are in the basket?", "9"),
+        "bigbench": (dict(file=bigbench, problem="input", answer="target"), "What is 12 times 12?", "144"),
+    }  # fmt: skip
+    for name, (entry, problem, answer) in described.items():
+        [row] = load_own(BenchmarkFile(name=name, **entry), name).rows
+        assert row["answer"] == answer and (problem is None or row["problem"] == problem), (name, row)
+    # the same description through the params and the data stage, for a benchmark and for the pool
+    config = DataConfig(pool="file", pool_file={"file": asdiv, "problem": ["body", "question"], "clean": ["drop_unit"]},
+                        test_size=4, benchmarks=[{"name": "svamp", **described["svamp"][0]}])  # fmt: skip
+    manifest = materialise(config, _paths(tmp_path))
+    assert manifest["svamp"]["rows"] == 1 and read_rows(tmp_path / "b" / "svamp.jsonl")[0]["answer"] == "13"
+    assert read_rows(tmp_path / "p.jsonl")[0]["answer"] == "9"
+    with pytest.raises(ConfigError, match="format borrows a registry dataset's fields and rules"):
+        parse_params({"data": {"benchmarks": [{"name": "g", "file": gsm8k, "format": "gsm8k", "answer": "answer"}]}})
 
 
 def test_every_catalogue_entry_has_a_source_and_the_config_accepts_exactly_its_benchmarks():

@@ -12,24 +12,12 @@ import logging
 from pathlib import Path
 
 from rlvr.config import BenchmarkFile, DataConfig, Params, Paths
-from rlvr.datasets import Loaded, load
+from rlvr.datasets import Loaded, load, load_own
 from rlvr.errors import InputError
-from rlvr.files import file_sha256, read_rows, write_json, write_rows
+from rlvr.files import file_sha256, write_json, write_rows
 from rlvr.generator import generate
 
 logger = logging.getLogger(__name__)
-
-
-def _own_file(name: str, file: str, size: int | None = None) -> Loaded:
-    """A dataset file of the user's own, with the registry's rules: rows without a gold answer counted."""
-    rows, excluded = [], []
-    for row in read_rows(file):
-        (rows if str(row["answer"]).strip() and str(row["problem"]).strip() else excluded).append(row)
-    if excluded:
-        logger.warning("%s (%s): %d rows have no gold answer and are left out", name, file, len(excluded))
-    if len({row["id"] for row in rows}) != len(rows):
-        raise InputError(f"{name} ({file}): duplicate ids")
-    return Loaded(name, rows[:size], len(excluded), str(file), [row["id"] for row in excluded])
 
 
 def _load(name: str, config: DataConfig, file: str | None = None, size: int | None = None) -> Loaded:
@@ -48,15 +36,15 @@ def materialise(config: DataConfig, paths: Paths) -> dict:
         if name == "generator":
             parts[key] = Loaded("generator", rows, 0, f"generator:seed={config.seed}")
         elif name == "file":
-            parts[key] = _own_file(Path(file).stem, file, size)
+            parts[key] = load_own(file, Path(getattr(file, "file", file)).stem, size)
         else:
-            parts[key] = _load(name, config, file, size)
+            parts[key] = _load(name, config, getattr(file, "file", file), size)  # the registry's own rules
         if not parts[key].rows:
             raise InputError(f"data.{key}: {parts[key].origin} has no usable rows")
     benchmarks = {}
     for entry in config.benchmarks:
         if isinstance(entry, BenchmarkFile):
-            benchmarks[entry.name] = _own_file(entry.name, entry.file)
+            benchmarks[entry.name] = load_own(entry, entry.name)
         else:
             benchmarks[entry] = _load(entry, config)
         if not benchmarks[DataConfig.benchmark_name(entry)].rows:

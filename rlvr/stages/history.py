@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -33,6 +34,7 @@ from rlvr.training.algorithms import trainer_args
 from rlvr.training.checkpoints import every_rank_saved, shared_resume_point
 from rlvr.training.grpo import build_trainer
 from rlvr.training.monitor import all_gather
+from rlvr.training.plan import check_memory
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +171,8 @@ def run(params: Params, parent_id: str | None = None) -> dict[str, list[float]]:
     """The history stage: ``paths.pool`` -> ``paths.history`` (GRPO under ``accelerate launch`` with several
     processes: the stage runs its own entry point again, ``pipelines.history``)."""
     paths = params.paths
+    if params.history.source == "grpo" and "LOCAL_RANK" not in os.environ:
+        check_memory(params, "history")  # before any GPU is touched
     if params.history.source == "grpo" and launch.needs_launch(params.history):
         launch.relaunch(params.history, "pipelines.history", params, parent_id)
         return read_json(paths.history)

@@ -377,14 +377,22 @@ def train_plan(params: Params, machine: Machine) -> Plan:
     return plan(params.train, params.train.algorithm, shape, machine)
 
 
-def check_train(params: Params) -> None:
-    """Before a train stage starts: refuse (InputError, one line) a plan that does not fit the GPUs torch sees (no
-    check without CUDA: a CPU run, the rehearsal), and warn where the disk has less room than its checkpoints need."""
+def check_memory(params: Params, section: str) -> ModelShape:
+    """Refuse (InputError, one line) a ``section`` (train, or a GRPO history) whose plan does not fit the GPUs torch
+    sees; no check without CUDA (a CPU run, the rehearsal). Returns the model's shape."""
+    config = getattr(params, section)
     shape = model_shape(params.model.source, params.paths.model_dir)
     machine = cuda_machine()
-    if machine is not None and (line := refusal(params.train, params.train.algorithm, shape, machine, "train")):
+    if machine is not None and (line := refusal(config, config.algorithm_name, shape, machine, section)):
         raise InputError(line)
-    needed = plan(params.train, params.train.algorithm, shape, machine or Machine(1, GPU_GIB)).disk
+    return shape
+
+
+def check_train(params: Params) -> None:
+    """Before a train stage starts: :func:`check_memory`, and a warning where the disk has less room than its
+    checkpoints need."""
+    shape = check_memory(params, "train")
+    needed = plan(params.train, params.train.algorithm, shape, cuda_machine() or Machine(1, GPU_GIB)).disk
     folder = next(p for p in (Path(params.paths.train_dir).absolute(), *Path(params.paths.train_dir).absolute().parents)
                   if p.exists())  # fmt: skip
     free = shutil.disk_usage(folder).free

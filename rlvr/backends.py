@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlvr.config import MAX_PROMPT_TOKENS
+from rlvr.machine import cpu_has_native_bf16
 from rlvr.metrics import Protocol, loops
 
 BACKENDS = ("transformers", "vllm")
@@ -95,16 +95,6 @@ def _generation_config(model_dir: str | Path):
         return GenerationConfig.from_pretrained(model_dir)
     except OSError:
         return None
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX, as Linux lists them); elsewhere False."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
 def compute_dtype(name: str, backend: str = "transformers") -> str:

@@ -172,6 +172,11 @@ class EvalDir:
         """Every samples file, by step folder and benchmark name."""
         return sorted((self.root / "samples").glob("step-*/*.jsonl"))
 
+    def computed_on(self) -> list[str]:
+        """What computed the results (machine and precision, ``rlvr.machine.description``), each named once."""
+        results = sorted((self.root / "steps").glob("step-*/*.json"))
+        return sorted({on for path in results if (on := read_json(path).get("computed_on"))})
+
     def sampled_steps(self, benchmarks: list[str]) -> list[int]:
         """The steps with samples of every one of ``benchmarks``, in order."""
         steps = [int(folder.name.removeprefix("step-")) for folder in (self.root / "samples").glob("step-*")]

@@ -13,6 +13,7 @@ from pathlib import Path
 from rlvr.config import Params, parse_ranks
 from rlvr.files import EvalDir, read_json, read_records, read_rows
 from rlvr.grading import GRADING_MODES
+from rlvr.lineage import git_commit
 from rlvr.metrics import best_row
 
 EXCLUDED_SUFFIXES = (".num_problems", ".samples_per_problem")
@@ -34,6 +35,8 @@ class RunResult:
     train_accuracy: dict[int, float] = field(default_factory=dict)
     evals: dict[int, dict[str, float]] = field(default_factory=dict)
     partial: str | None = None
+    computed_on: list[str] = field(default_factory=list)  # the machines and precisions of its results
+    commit: str = ""  # the code's commit (``-dirty``: with uncommitted changes)
 
     @property
     def benchmarks(self) -> list[str]:
@@ -168,6 +171,8 @@ def from_outputs(
         train_accuracy={int(e["step"]): float(e["accuracy"]) for e in train_log if "accuracy" in e},
         evals=evals_from_rows(read_json(EvalDir(eval_dir).by_step)),
         partial=None if log_path.is_file() else f"training in {train_dir} has not finished",
+        computed_on=EvalDir(eval_dir).computed_on(),
+        commit=git_commit(),
     )
 
 
@@ -208,7 +213,10 @@ def _from_stage_runs(client, parent, stages: dict) -> RunResult:
         )
         if "select" in stages
         else None,
+        commit=parent.data.tags.get("rlvr.git_commit", ""),
     )
+    if on := stages["evaluate"].data.tags.get("rlvr.computed_on") if "evaluate" in stages else None:
+        result.computed_on = on.split("; ")
     if "train" in stages:
         history = client.get_metric_history(stages["train"].info.run_id, "train.accuracy")
         result.train_accuracy = {m.step: m.value for m in history}

@@ -214,3 +214,22 @@ def test_a_nodes_gpus_evaluate_several_checkpoints_at_once_each_on_a_gpu_of_its_
     for gpu in ("0", "1", "2"):  # never two models on one GPU at the same time
         spans = sorted((w["began"], w["ended"]) for w in where.values() if w["gpus"] == gpu)
         assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def test_float32_samples_do_not_depend_on_the_x86_cpu(tmp_path):
+    """The embedded default's evaluation (float32, the project's pinned kernels) gives the same logits and samples
+    as on a CPU with AVX2 and nothing wider (PyTorch, MKL and oneDNN limited to AVX2); where this CPU is wider, its
+    own kernels compute other bits, so the comparison can fail (scripts/compare_kernels.py)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "kernels.json"
+    command = [sys.executable, "scripts/compare_kernels.py", "--problems", "2", "--workers", "1"]
+    subprocess.run([*command, "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    project, avx2_only, native = result["project"], result["avx2_only"], result["native"]
+    assert "aten avx2, mkl avx2), float32" in project["computed_on"]
+    assert avx2_only["identical_to_project"] == avx2_only["samples"] == 10
+    assert avx2_only["logits_sha256"] == project["logits_sha256"] and avx2_only["tokens"] == project["tokens"]
+    if "aten avx2," not in native["computed_on"]:  # a wider CPU: its own kernels round otherwise
+        assert native["logits_sha256"] != project["logits_sha256"]

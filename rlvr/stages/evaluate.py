@@ -36,6 +36,7 @@ from rlvr.files import (
     write_rows,
 )
 from rlvr.grading import CHOICE_DATASETS, bounded
+from rlvr.machine import description, kernels
 from rlvr.metrics import (
     Protocol,
     average_metrics,
@@ -154,6 +155,8 @@ def result_key(
         settings.append("eager")  # other kernels than the compiled graph's
     if config.max_num_seqs is not None and config.backend == "vllm":
         settings.append(["max_num_seqs", config.max_num_seqs])  # another batch composition
+    if (cpu_kernels := kernels()) is not None:
+        settings.append(["kernels", cpu_kernels])  # other CPU kernels round otherwise (rlvr.machine)
     payload = [model_identity(model_dir), rows, prompts, asdict(protocol), settings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -309,7 +312,7 @@ def run_job(job: Job, config: EvaluateConfig, model: ModelConfig, out_dir: Path)
     after = bounded.stats()
     metrics = {"step": job.step, "benchmark": job.bench.name, "dataset": job.bench.dataset}
     ran = getattr(backend, "dtype", None) or compute_dtype(config.dtype, config.backend)  # the precision that ran
-    metrics |= {"protocol": asdict(job.protocol), "dtype": ran}
+    metrics |= {"protocol": asdict(job.protocol), "dtype": ran, "computed_on": description(ran)}
     metrics["generation"] = {"max_new_tokens": config.max_new_tokens, "stop": config.stop}
     metrics["generation"] |= {"loop_stop": config.loop_stop, "backend": config.backend, "batch_size": config.batch_size}
     metrics |= benchmark_metrics(samples)
@@ -524,6 +527,7 @@ def run(params: Params, parent_id: str | None = None) -> list[dict]:
             store=params.paths.eval_store,
         )
         layout = EvalDir(eval_dir)
+        tracking.set_tag("rlvr.computed_on", "; ".join(layout.computed_on()))
         tracking.log_artifact(layout.metrics)
         tracking.log_artifact(layout.by_step)
         for path in layout.sample_files():  # browsable in MLflow's UI

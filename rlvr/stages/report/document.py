@@ -19,6 +19,7 @@ from rlvr.stages.report.tables import (
     gains_table,
     modes_table,
     paper_table,
+    provenance_text,
 )
 
 TITLE = "1-shot RLVR report"
@@ -38,6 +39,7 @@ def document(runs: list[RunResult], mode: str, step: int | None, out_dir: Path, 
             "base model on the same problems (exact McNemar; a paired bootstrap with several samples per problem)."
         ),
         Paragraph(averages_text(runs)),
+        Paragraph(provenance_text(runs)),
         Heading("Findings"),
         Items([finding(run, mode) for run in runs]),
         Heading("Main table: each run's best checkpoint"),

@@ -76,6 +76,20 @@ def averages_text(runs: list[RunResult]) -> str:
     return "The averages: " + "; ".join(f"{run.name}: {average_of(run.benchmarks)}" for run in runs) + "."
 
 
+def provenance_text(runs: list[RunResult]) -> str:
+    """What computed each run's results (CPU with the flags that matter and its kernels, or GPU; precision) and
+    the code's commit, said once where every run has the same."""
+
+    def of(run: RunResult) -> str:
+        machines = "; ".join(run.computed_on) or "not recorded (results of an older version)"
+        return f"computed on {machines}, code at commit {run.commit or 'unknown'}"
+
+    said = list(dict.fromkeys(of(run) for run in runs))
+    if len(said) == 1:
+        return f"Results {said[0]}."
+    return "Results: " + "; ".join(f"{run.name}: {of(run)}" for run in runs) + "."
+
+
 def accuracy_table(runs: list[RunResult], mode: str, step_of) -> Rows:
     """Rows: each model's base (step 0), then each run at ``step_of(run)``; columns: benchmarks and average."""
     names = columns(runs)

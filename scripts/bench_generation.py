@@ -9,14 +9,17 @@ generated suites (``data.suite_size`` problems each, validation split, greedy, t
 (``rlvr.stages.evaluate.evaluate_models``): the transformers backend on its single-threaded workers, vLLM's CPU build
 in this process. Prints, and writes as JSON, per backend: the wall time of generation and grading, an engine's
 start measured alone (the stage starts one per checkpoint), generated tokens per second without and with that start
-and their ratios to the first backend's, how many completions are identical to the first backend's, the headline
-accuracy with its 95% interval, and the share of answers the token budget cut.
+and their ratios to the first backend's, the share of the machine's matrix peak the generation reaches (the model's
+FLOPs a token, 2 x its multiplied parameters, against matrix products measured in the same run on every core, one
+single-threaded process each, in the same precision), how many completions are identical to the first backend's,
+the headline accuracy with its 95% interval, and the share of answers the token budget cut.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +31,44 @@ from rlvr.generator import SUITES, suite
 from rlvr.metrics import wilson_interval
 from rlvr.models import prepare_model
 from rlvr.stages.evaluate import Benchmark, evaluate_models, load_backend
+
+
+def _gemm_rate(dtype: str, seconds: float) -> float:
+    """GFLOP/s of 1024 x 1024 x 1024 matrix products in ``dtype`` on one thread, over ``seconds``."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = (torch.randn(1024, 1024, dtype=getattr(torch, dtype)) for _ in range(2))
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.mm(a, b)
+        done += 1
+    return done * 2 * 1024**3 / (time.perf_counter() - started) / 1e9
+
+
+def matrix_peak(dtype: str, seconds: float = 5.0) -> float:
+    """The machine's measured matrix peak in GFLOP/s: one single-threaded process per core, all at once."""
+    import multiprocessing
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    with multiprocessing.get_context("spawn").Pool(cores) as pool:
+        return sum(pool.starmap(_gemm_rate, [(dtype, seconds)] * cores))
+
+
+def flops_per_token(model_dir: Path) -> float:
+    """2 x the parameters a token's forward pass multiplies (a tied embedding counted once, as the output layer;
+    attention over the context not counted)."""
+    from safetensors import safe_open
+
+    config = json.loads((model_dir / "config.json").read_text())
+    total = 0
+    for path in model_dir.glob("*.safetensors"):
+        with safe_open(str(path), "pt") as weights:
+            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118
+    if not config.get("tie_word_embeddings", False):
+        total -= config["vocab_size"] * config["hidden_size"]  # the input embedding is a lookup
+    return 2.0 * total
 
 
 def main() -> None:
@@ -52,6 +93,9 @@ def main() -> None:
         for name in names:
             write_rows(work / f"{name}.jsonl", suite(name, problems, params.data.suite_seed, "validation"))
             benchmarks.append(Benchmark(name, name, work / f"{name}.jsonl"))
+        peak = matrix_peak(compute_dtype(params.evaluate.dtype))
+        per_token = flops_per_token(model_dir)
+        result |= {"matrix_peak_gflops": round(peak, 1), "gflop_per_token": round(per_token / 1e9, 3)}
         for backend in backends:
             config = params.evaluate.model_copy(update={"backend": backend})
             start_seconds = 0.0
@@ -74,6 +118,7 @@ def main() -> None:
                 "tokens": tokens,
                 "tokens_per_second": round(tokens / seconds, 1),
                 "tokens_per_second_with_start": round(tokens / (seconds + start_seconds), 1),
+                "share_of_matrix_peak": round(tokens * per_token / seconds / 1e9 / peak, 3),
                 f"accuracy_{mode}": f"{100 * correct / len(samples[backend]):.1f}% [{100 * low:.1f}, {100 * high:.1f}]",
                 "cut_share": round(sum(r["cut"] for r in samples[backend]) / len(samples[backend]), 3),
             }

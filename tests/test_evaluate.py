@@ -66,7 +66,8 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
         with caplog.at_level(logging.INFO, logger="rlvr.stages.evaluate"):
             settings = config.model_copy(update={"dtype": dtype})
             run_evaluate(settings, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
-        assert read_json(out / "steps" / "step-0" / "test.json")["dtype"] == dtype
+        result = read_json(out / "steps" / "step-0" / "test.json")
+        assert result["dtype"] == dtype and result["computed_on"].endswith(f"), {dtype}")  # machine and precision
     assert caplog.text.count("step 0, test: 50 problems x 1 samples") == 2
 
 

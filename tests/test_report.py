@@ -14,6 +14,7 @@ from rlvr.stages.report.tables import (
     load_reference,
     modes_table,
     paper_table,
+    provenance_text,
     reference_for,
 )
 
@@ -139,3 +140,14 @@ def test_a_significant_loss_is_named_as_one_not_as_not_significant():
     assert "at step 10" in line
     expected = "Gains significant at 0.05: arith1 +25.0 (p < 0.001); losses significant at 0.05: word2 -3.0 (p 0.040);"
     assert f"{expected} not significant: none." in line
+
+
+def test_the_report_names_what_computed_each_run_and_the_commit():
+    """One machine and commit: said once; several: per run; results of an older version: said so."""
+    on = "AMD EPYC (avx512f, avx2; aten avx2, mkl avx2), float32"
+    runs = [RunResult(f"run {i}", "m", "e", computed_on=[on], commit="abc") for i in range(2)]
+    assert provenance_text(runs) == f"Results computed on {on}, code at commit abc."
+    runs[1].computed_on, runs[1].commit = [], ""
+    text = provenance_text(runs)
+    assert f"run 0: computed on {on}, code at commit abc" in text
+    assert "run 1: computed on not recorded (results of an older version), code at commit unknown" in text

@@ -31,7 +31,8 @@ def pin_portable_kernels() -> None:
 
 @functools.cache
 def cpu_info() -> tuple[str, frozenset[str]]:
-    """The CPU's model name and flags as Linux lists them (``lscpu``'s source); ("", {}) where unreadable."""
+    """The CPU's model name and flags as Linux lists them (``lscpu``'s source); where unreadable, Python's name of
+    the processor and no flags."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

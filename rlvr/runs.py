@@ -215,14 +215,14 @@ def _from_stage_runs(client, parent, stages: dict) -> RunResult:
         else None,
         commit=parent.data.tags.get("rlvr.git_commit", ""),
     )
-    if on := stages["evaluate"].data.tags.get("rlvr.computed_on") if "evaluate" in stages else None:
-        result.computed_on = on.split("; ")
     if "train" in stages:
         history = client.get_metric_history(stages["train"].info.run_id, "train.accuracy")
         result.train_accuracy = {m.step: m.value for m in history}
     missing = [s for s in ("train", "evaluate") if s not in stages]
     if "evaluate" in stages:
         run = stages["evaluate"]
+        if on := run.data.tags.get("rlvr.computed_on"):
+            result.computed_on = on.split("; ")
         rows: dict[int, dict] = {}
         for key in run.data.metrics:
             if ".by_" in key or key.endswith(EXCLUDED_SUFFIXES):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from rlvr.backends import compute_dtype
 from rlvr.config import load_params
-from rlvr.files import EvalDir, read_records, write_rows
+from rlvr.files import EvalDir, read_records, write_json, write_rows
 from rlvr.generator import SUITES, suite
 from rlvr.metrics import wilson_interval
 from rlvr.models import prepare_model
@@ -71,6 +71,16 @@ def flops_per_token(model_dir: Path) -> float:
     return 2.0 * total
 
 
+def validation_suites(params, problems: int, work: Path) -> list[Benchmark]:
+    """The params' generated suites (every generated suite where it names none), ``problems`` each from the
+    validation split, written into ``work`` as the evaluation's benchmarks."""
+    benchmarks = []
+    for name in [n for n in params.data.benchmark_names if n in SUITES] or list(SUITES):
+        write_rows(work / f"{name}.jsonl", suite(name, problems, params.data.suite_seed, "validation"))
+        benchmarks.append(Benchmark(name, name, work / f"{name}.jsonl"))
+    return benchmarks
+
+
 def main() -> None:
     cli = argparse.ArgumentParser(prog="python scripts/bench_generation.py", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -80,19 +90,16 @@ def main() -> None:
     cli.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = cli.parse_args()
     params = load_params(args.params)
-    names = [n for n in params.data.benchmark_names if n in SUITES] or list(SUITES)
     problems, mode = args.problems or params.data.suite_size, params.report.headline_mode
     backends = args.backends.split(",")
-    result: dict = {"suites": names, "problems_each": problems, "max_new_tokens": params.evaluate.max_new_tokens,
+    result: dict = {"problems_each": problems, "max_new_tokens": params.evaluate.max_new_tokens,
                     "loop_stop": params.evaluate.loop_stop, "batch_size": params.evaluate.batch_size}  # fmt: skip
     samples: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         model_dir = prepare_model("embedded", work / "model")
-        benchmarks = []
-        for name in names:
-            write_rows(work / f"{name}.jsonl", suite(name, problems, params.data.suite_seed, "validation"))
-            benchmarks.append(Benchmark(name, name, work / f"{name}.jsonl"))
+        benchmarks = validation_suites(params, problems, work)
+        result = {"suites": [b.name for b in benchmarks]} | result
         peak = matrix_peak(compute_dtype(params.evaluate.dtype))
         per_token = flops_per_token(model_dir)
         result |= {"matrix_peak_gflops": round(peak, 1), "gflop_per_token": round(per_token / 1e9, 3)}
@@ -131,8 +138,7 @@ def main() -> None:
         result[backend]["identical_to_" + first] = f"{same} of {len(samples[first])}"
     print(json.dumps(result, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

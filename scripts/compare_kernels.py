@@ -44,18 +44,15 @@ def native_capability() -> str:
 
 def generate(params_file: str, problems: int, workers: int | None, work: Path, out: Path) -> None:
     """Evaluate the base embedded model into ``out`` (run in the process whose kernels are compared)."""
+    from bench_generation import validation_suites  # this folder's benchmark: the same workload
+
     from rlvr.config import load_params
-    from rlvr.files import write_rows
-    from rlvr.generator import SUITES, suite
     from rlvr.machine import description
-    from rlvr.stages.evaluate import Benchmark, evaluate_models
+    from rlvr.stages.evaluate import evaluate_models
 
     params = load_params(params_file)
     params.evaluate.workers = workers or params.evaluate.workers  # the samples do not depend on it
-    benchmarks = []
-    for name in [n for n in params.data.benchmark_names if n in SUITES] or list(SUITES):
-        write_rows(work / f"{name}.jsonl", suite(name, problems, params.data.suite_seed, "validation"))
-        benchmarks.append(Benchmark(name, name, work / f"{name}.jsonl"))
+    benchmarks = validation_suites(params, problems, work)
     logits = hashlib.sha256(first_logits(work / "model", benchmarks[0], params).numpy().tobytes()).hexdigest()
     started = time.perf_counter()
     evaluate_models(params.evaluate, params.model, [(0, work / "model")], benchmarks, out)
@@ -135,8 +132,9 @@ def main() -> None:
     result = compare(args.params, args.problems, args.workers)
     print(json.dumps(result, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        from rlvr.files import write_json
+
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

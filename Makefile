@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: setup setup-vllm setup-gemma setup-deepspeed setup-gpu run run-families run-findings families-pipeline flow test test-fast test-rehearsal test-distributed test-all browser plots bench bench-help lint mlflow-ui gpu-wheels clean
+.PHONY: setup setup-vllm setup-gemma setup-deepspeed setup-gpu run run-families run-findings families-pipeline flow test test-fast test-rehearsal test-distributed test-cluster test-all browser plots bench bench-help lint mlflow-ui gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -88,18 +88,23 @@ flow: setup
 
 # Tiers: fast (no model generation or training), test = fast + integration + rehearsal (what CI runs), all = + slow.
 test-fast: setup
-	$(PYTEST) -m "not integration and not rehearsal and not slow and not gpu and not distributed"
+	$(PYTEST) -m "not integration and not rehearsal and not slow and not gpu and not distributed and not cluster"
 
 # Every paper preset end to end in miniature on CPU (also part of make test).
 test-rehearsal: setup setup-vllm
 	$(PYTEST) -m rehearsal
 
 test: setup setup-vllm browser $(PLOTS_PAGE)
-	$(PYTEST) -m "not slow and not gpu and not distributed"
+	$(PYTEST) -m "not slow and not gpu and not distributed and not cluster"
 
 # DeepSpeed ZeRO-2/3, resume on every rank, signals and metrics across ranks, on 2 CPU processes (also in test-all).
 test-distributed: setup setup-deepspeed
 	$(PYTEST) -m distributed
+
+# Many nodes rehearsed here: a Prefect server, work pool and two workers, a Dask scheduler and two workers, an MLflow
+# server, all as processes (also in test-all).
+test-cluster: setup
+	$(PYTEST) -m cluster
 
 test-all: setup setup-vllm setup-deepspeed browser $(PLOTS_PAGE)
 	$(PYTEST) -m ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -15,6 +15,8 @@ from rlvr.config import parse_overrides
 from rlvr.errors import ConfigError, InputError
 
 TASK_RUNNERS = ("threads", "dask")
+Dispatch = Literal["in-process", "work-pool"]  # where a matrix's cells run (flows.cross_family_flow)
+DISPATCH = get_args(Dispatch)
 
 
 class FanOut(BaseModel):

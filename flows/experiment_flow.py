@@ -22,7 +22,7 @@ from rlvr.errors import InputError
 from rlvr.files import content_hash
 from rlvr.stages.evaluate import models_to_evaluate
 from rlvr.training.checkpoints import is_finished
-from tasks.stages import TASKS, cached, checkpoint_task, training_state
+from tasks.stages import TASKS, checkpoint_task, run_cached, training_state
 
 RUNS_ROOT = "outputs/runs"  # the outputs of an on-demand run with overrides, one folder per set of overrides
 
@@ -41,7 +41,7 @@ def evaluation_round(params: Params, parent_id: str, fan_out: FanOut) -> str:
     models = [[step, str(path)] for step, path in models_to_evaluate(params.paths.model_dir, params.paths.train_dir)]
     runner = make_task_runner(fan_out.task_runner, fan_out.dask_address, fan_out.workers)
     evaluate_models.with_options(task_runner=runner)(to_dict(params), models)
-    return cached(TASKS["evaluate"], params)(params, parent_id)
+    return run_cached(TASKS["evaluate"], params, parent_id)
 
 
 def run_stages(params: Params, parent_id: str, fan_out: FanOut) -> str:
@@ -50,7 +50,7 @@ def run_stages(params: Params, parent_id: str, fan_out: FanOut) -> str:
         if stage.name == "evaluate":
             evaluation_round(params, parent_id, fan_out)
         else:
-            cached(TASKS[stage.name], params)(params, parent_id)
+            run_cached(TASKS[stage.name], params, parent_id)
     return str(Path(params.paths.report_dir) / "report.md")
 
 

@@ -3,8 +3,13 @@
 Results are persisted, and a stage whose inputs are unchanged is skipped by its cache key: the stage's
 key from ``dvc.yaml`` (params values, code, upstream keys: ``rlvr.lineage.stage_keys``), its outputs' absolute
 paths, and for the stages reading the training directory the checkpoints complete so far. A cache hit only
-stands while the stage's outputs exist: :func:`cached` recomputes a stage whose outputs are gone, and
+stands while the stage's outputs exist: :func:`run_cached` recomputes a stage whose outputs are gone, and
 :func:`checkpoint_task` a checkpoint evaluation whose results are.
+
+Flow runs on other workers (a matrix's cells on several nodes) may reach a shared stage at the same moment:
+:func:`run_cached` holds a file lock per stage outputs (in ``outputs/.locks`` on the disk the workers share) while it
+decides and runs, so one computes and the others wait, then take its result from the cache (Prefect's result
+storage must be shared too). The lock is the operating system's: a killed holder releases it.
 Retries where I/O can fail: the stages that may download from the Hub.
 """
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from filelock import FileLock
 from prefect import Task, task
 
 from rlvr import lineage, stages
@@ -21,6 +27,7 @@ from rlvr.stages.evaluate import evaluate_model, suite
 from rlvr.training.checkpoints import MARKER, checkpoints, is_finished
 
 HUB_RETRIES = {"retries": 2, "retry_delay_seconds": 30}
+LOCKS = Path("outputs/.locks")  # relative to the project folder, which every worker runs in
 
 
 def training_state(train_dir: str | Path) -> list:
@@ -29,12 +36,16 @@ def training_state(train_dir: str | Path) -> list:
     return [markers, is_finished(train_dir)]
 
 
-def stage_cache_key(context, parameters: dict) -> str:
-    """The cache key of a stage task (see module docstring); the task's name is the stage's."""
-    stage, params = context.task.name, parameters["params"]
+def stage_key(stage: str, params: Params) -> str:
+    """The cache key of stage ``stage`` under ``params`` (see module docstring)."""
     outputs = [str(Path(path).resolve()) for path in lineage.stage_outputs(stage, params)]
     state = training_state(params.paths.train_dir) if stages.BY_NAME[stage].reads_training else None
     return f"{stage}-{content_hash(lineage.stage_keys(params)[stage], outputs, state)}"
+
+
+def stage_cache_key(context, parameters: dict) -> str:
+    """A stage task's cache key; the task's name is the stage's."""
+    return stage_key(context.task.name, parameters["params"])
 
 
 def _unless_missing(cached_task: Task, outputs: list) -> Task:
@@ -43,9 +54,26 @@ def _unless_missing(cached_task: Task, outputs: list) -> Task:
     return cached_task.with_options(refresh_cache=not all(Path(path).exists() for path in outputs))
 
 
-def cached(stage_task: Task, params: Params) -> Task:
-    """``stage_task``, recomputed rather than taken from the cache when one of its outputs is missing."""
-    return _unless_missing(stage_task, lineage.stage_outputs(stage_task.name, params))
+def run_cached(stage_task: Task, params: Params, parent_id: str) -> list[str]:
+    """Run ``stage_task`` unless its cache holds a result for its key and its outputs exist, holding the stage's
+    lock meanwhile (see module docstring); returns the paths it wrote."""
+    outputs = lineage.stage_outputs(stage_task.name, params)
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    lock = LOCKS / f"{stage_task.name}-{content_hash([str(Path(path).resolve()) for path in outputs])}.lock"
+    with FileLock(lock):
+        return _unless_missing(stage_task, outputs)(params, parent_id)
+
+
+def is_current(params: Params) -> bool:
+    """Whether every stage has run under ``params`` as they are now: a result under its current key (in the result
+    store each stage task uses) and its outputs on disk. A finished matrix cell is current."""
+    from prefect.results import get_result_store
+
+    return all(
+        get_result_store().update_for_task(TASKS[stage.name]).exists(stage_key(stage.name, params))
+        and all(Path(path).exists() for path in lineage.stage_outputs(stage.name, params))
+        for stage in stages.STAGES
+    )
 
 
 def _stage_task(stage: stages.Stage) -> Task:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import ROOT, TESTS, missing
+from conftest import ROOT, TESTS, free_port, missing
 from mlflow.tracking import MlflowClient
 from scripted import expected_accuracy
 
@@ -498,15 +497,9 @@ def test_report_over_two_runs_renders_in_chromium(dvc_project, tmp_path, tiny_mo
     assert not console, console
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _mlflow_ui(work: Path) -> tuple[subprocess.Popen, str]:
     """``mlflow ui`` on the project's store, once it answers: the process and its address."""
-    port = _free_port()
+    port = free_port()
     store = f"sqlite:///{work / 'mlflow.db'}"
     command = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
                "--port", str(port)]  # fmt: skip

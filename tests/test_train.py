@@ -9,14 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
-from conftest import ROOT, require, run_module
+from conftest import ROOT, free_port, mlflow_server, require, run_module
 from safetensors.torch import load_file
 
 from rlvr.config import ModelConfig, TrainConfig, load_params, parse_params
@@ -403,35 +402,13 @@ def test_sigterm_marks_the_runs_killed_discards_the_unfinished_checkpoint_and_th
     assert [int(e["step"]) for e in read_records(tmp_path / "run" / "train_log.jsonl")] == list(range(1, 9))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _mlflow_server(tmp_path, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
-               str(tmp_path / "artifacts")]  # fmt: skip
-    server = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return server
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise RuntimeError("mlflow server did not start")
-
-
 @pytest.mark.slow  # two tracking server starts and a training slowed down to be caught in the middle
 def test_tracking_server_unreachable_at_start_then_gone_mid_training(tiny_model, tmp_path):
     """Unreachable at start: one line naming the URI within seconds, nothing written. Gone in the middle of a
     training: the training goes on, and its metrics reach the server once it is back."""
     from mlflow.tracking import MlflowClient
 
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     _train_params(tmp_path, reward="epoch_rewards:slow_text_reward", max_steps=10, save_steps=5)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
@@ -442,7 +419,7 @@ def test_tracking_server_unreachable_at_start_then_gone_mid_training(tiny_model,
     assert refused.returncode == 2 and time.monotonic() - started < 60
     assert refused.stderr.strip().splitlines()[-1].startswith(f"error: MLflow tracking server {uri} is unreachable")
     assert not (tmp_path / "run").exists()
-    server = _mlflow_server(tmp_path, port)
+    server = mlflow_server(tmp_path, port)
     training = subprocess.Popen(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
     client = MlflowClient(uri)
@@ -459,7 +436,7 @@ def test_tracking_server_unreachable_at_start_then_gone_mid_training(tiny_model,
         server.terminate()
         server.wait(timeout=60)
         time.sleep(4)  # steps go on while the server is down
-        server = _mlflow_server(tmp_path, port)
+        server = mlflow_server(tmp_path, port)
         output = training.communicate(timeout=300)[0]
         assert training.returncode == 0, output[-3000:]
         assert "MLflow unreachable" in output

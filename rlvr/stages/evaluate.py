@@ -374,6 +374,18 @@ def run_on_gpus(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out
     return [ordered[i] for i in range(len(jobs))]
 
 
+def _may_start_processes() -> None:
+    """Fail with the fix where this process cannot start evaluation processes: a daemonic one (a Dask worker's
+    default) may not have children."""
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        raise RuntimeError(
+            "evaluation runs in a daemonic process (a Dask worker?), which cannot start its worker processes: start "
+            "the Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False, or set evaluate.workers: 1"
+        )
+
+
 def run_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> list[dict]:
     """Every job's metrics: on a node's GPUs several models at once (one engine per GPU group of
     ``tensor_parallel_size``); on a CPU with the transformers backend on ``workers(config)`` single-threaded
@@ -381,11 +393,14 @@ def run_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_di
     size = config.tensor_parallel_size if config.backend == "vllm" else 1
     groups = gpu_groups(visible_gpus(), size)
     if len(groups) > 1 and jobs:
+        _may_start_processes()
         return run_on_gpus(jobs, config, model, out_dir, groups)
     count = min(workers(config), len(jobs))
     if count > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+
+        _may_start_processes()
 
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no OpenMP state inherited
         pool = ProcessPoolExecutor(count, mp_context=context, initializer=_single_threaded)

@@ -5,6 +5,10 @@ import os
 
 # Library code run outside a flow (a stage called directly) logs without a warning.
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+# vLLM configures logging when first imported (by TRL's trainers, inside a flow run): logging.config.dictConfig
+# flushes every handler while it holds logging's lock, and Prefect's API log handler waits for its sender thread,
+# which may need that lock: the flow run hangs (seen with heartbeats on). vLLM's loggers then use the root's.
+os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
 
 from prefect.logging.configuration import ensure_logging_setup  # noqa: E402
 

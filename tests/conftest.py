@@ -3,7 +3,8 @@ test harness per session.
 
 Test tiers (markers): unmarked tests need no model generation or training (``make test-fast``);
 ``integration`` tests run the pipeline's pieces on a tiny model (``make test``, with the fast ones); ``slow``
-tests run longer (``make test-all``); ``gpu`` tests need CUDA (``scripts/gpu_check.sh``).
+tests run longer (``make test-all``); ``gpu`` tests need CUDA (``scripts/gpu_check.sh``); ``distributed`` and
+``cluster`` tests start several processes: DeepSpeed ranks, or servers and workers (their own ``make`` targets).
 """
 
 from __future__ import annotations

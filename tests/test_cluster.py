@@ -20,6 +20,8 @@ import yaml
 from conftest import TESTS, free_port, mlflow_server
 from test_orchestration import SMOKE_MATRIX, _project
 
+from rlvr.training.checkpoints import checkpoints
+
 pytestmark = pytest.mark.cluster
 
 SCRIPTED_SETS = ["--set", "evaluate.backend=scripted:ScriptedBackend",
@@ -62,9 +64,11 @@ def cluster(tmp_path_factory):
     """A Prefect server (its own home and database) prepared by ``python -m flows.cluster``, and an MLflow server:
     the environment that points a process at both."""
     home = tmp_path_factory.mktemp("cluster")
+    (home / "tmp").mkdir()
     prefect_port, mlflow_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))},
+        "TMPDIR": str(home / "tmp"),  # the servers' and workers' scratch folders, removed with the test's
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -192,12 +196,12 @@ def test_two_workers_take_the_matrix_cells_at_once_and_every_run_lands_on_the_ml
 
 
 def _wait_running_past_checkpoint(work: Path, env: dict, cell: str, seconds: float):
-    """The flow run of ``cell`` once its training has saved its first checkpoint."""
+    """The flow run of ``cell`` once its training has saved its first checkpoint completely."""
     train_dir = work / "outputs/matrix/smollm2" / cell / "train"
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         running = [run for run in _cell_runs(env) if run.name.endswith(cell) and run.state.is_running()]
-        if running and (train_dir / "checkpoint-1").is_dir():
+        if running and checkpoints(train_dir):  # complete (its marker written), not merely begun
             return running[0]
         time.sleep(1)
     raise AssertionError(f"{cell} did not reach its first checkpoint in {seconds} s")
@@ -255,7 +259,7 @@ def dask_cluster(cluster, tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     dask = str(Path(sys.executable).parent / "dask")
     scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                  "--dashboard-address", ":0"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                  "--dashboard-address", ":0"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)  # fmt: skip
     workers = [
         subprocess.Popen(

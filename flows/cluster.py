@@ -16,6 +16,7 @@ from datetime import timedelta
 POOL = "rlvr-gpu"
 ZOMBIES = "rlvr: crash flow runs whose heartbeats stopped"
 HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY on the workers (Prefect's minimum)
+SILENCE_SECONDS = 3 * HEARTBEAT_SECONDS  # without a heartbeat before a flow run is marked crashed
 
 
 def zombie_automation(silence_seconds: float):
@@ -48,7 +49,7 @@ def zombie_automation(silence_seconds: float):
     )
 
 
-def prepare(pool: str = POOL, silence_seconds: float = 3 * HEARTBEAT_SECONDS) -> None:
+def prepare(pool: str = POOL, silence_seconds: float = SILENCE_SECONDS) -> None:
     """Create the process work pool ``pool`` and the zombie automation where they are missing."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
@@ -73,7 +74,7 @@ def main() -> None:
     cli.add_argument(
         "--silence-seconds",
         type=float,
-        default=3 * HEARTBEAT_SECONDS,
+        default=SILENCE_SECONDS,
         help="how long without a heartbeat before a flow run is marked crashed (default: %(default)s)",
     )
     args = cli.parse_args()

@@ -123,15 +123,17 @@ def _dispatched(cells: list[Cell], matrix_path: str, matrix_run_id: str, fan_out
         }
         submitted[cell.name] = run_deployment(CELL_DEPLOYMENT, parameters=parameters, timeout=0).id
         get_run_logger().info("cell %s: flow run %s submitted to the work pool", cell.name, submitted[cell.name])
-    ended = {}
+    ended, pending = {}, dict(submitted)
     with get_client(sync_client=True) as client:
-        while len(ended) < len(submitted):
-            for name, run_id in submitted.items():
+        while pending:
+            for name, run_id in list(pending.items()):
                 run = client.read_flow_run(run_id)
-                if name not in ended and run.state is not None and run.state.is_final():
+                if run.state is not None and run.state.is_final():
                     ended[name] = (run.state, run.total_run_time.total_seconds())
                     get_run_logger().info("cell %s: %s (flow run %s)", name, run.state.name, run_id)
-            time.sleep(0 if len(ended) == len(submitted) else POLL_SECONDS)
+                    del pending[name]
+            if pending:
+                time.sleep(POLL_SECONDS)
     return ended
 
 

@@ -48,10 +48,14 @@ def stage_cache_key(context, parameters: dict) -> str:
     return stage_key(context.task.name, parameters["params"])
 
 
+def _all_exist(paths: list) -> bool:
+    return all(Path(path).exists() for path in paths)
+
+
 def _unless_missing(cached_task: Task, outputs: list) -> Task:
     """``cached_task``, recomputed rather than taken from the cache when one of its ``outputs`` is missing
     (deleted outputs give the same key as the run that first wrote them)."""
-    return cached_task.with_options(refresh_cache=not all(Path(path).exists() for path in outputs))
+    return cached_task.with_options(refresh_cache=not _all_exist(outputs))
 
 
 def run_cached(stage_task: Task, params: Params, parent_id: str) -> list[str]:
@@ -71,7 +75,7 @@ def is_current(params: Params) -> bool:
 
     return all(
         get_result_store().update_for_task(TASKS[stage.name]).exists(stage_key(stage.name, params))
-        and all(Path(path).exists() for path in lineage.stage_outputs(stage.name, params))
+        and _all_exist(lineage.stage_outputs(stage.name, params))
         for stage in stages.STAGES
     )
 

@@ -37,21 +37,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for(url: str, process: subprocess.Popen, seconds: float) -> None:
+    """Return once ``url`` answers; RuntimeError if ``process`` (its server) ends first or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:3]} ended with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
 def mlflow_server(folder: Path, port: int) -> subprocess.Popen:
     """A real ``mlflow server`` (SQL store and artifact root in ``folder``) once it answers."""
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--default-artifact-root",
                str(folder / "artifacts")]  # fmt: skip
     server = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return server
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise RuntimeError("mlflow server did not start")
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", server, 120)
+    except RuntimeError:
+        server.kill()
+        raise
+    return server
 
 
 def missing(message: str) -> None:

@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
-from conftest import TESTS, free_port, mlflow_server
+from conftest import TESTS, free_port, mlflow_server, wait_for
 from test_orchestration import SMOKE_MATRIX, _project
 
 from rlvr.training.checkpoints import checkpoints
@@ -27,19 +26,6 @@ pytestmark = pytest.mark.cluster
 SCRIPTED_SETS = ["--set", "evaluate.backend=scripted:ScriptedBackend",
                  "--set", "train.reward=epoch_rewards:text_reward"]  # fmt: skip
 SILENCE_SECONDS = 40  # the zombie automation's wait after the last heartbeat (every 30 s, Prefect's minimum)
-
-
-def _wait_for(url: str, process: subprocess.Popen, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[:3]} ended with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
 def _family(process: subprocess.Popen) -> list[psutil.Process]:
@@ -85,7 +71,7 @@ def cluster(tmp_path_factory):
     )
     tracking = mlflow_server(home, mlflow_port)
     try:
-        _wait_for(f"{env['PREFECT_API_URL']}/health", server, 300)
+        wait_for(f"{env['PREFECT_API_URL']}/health", server, 300)
         subprocess.run([sys.executable, "-m", "flows.cluster", "--silence-seconds", str(SILENCE_SECONDS)],
                        env={**env, "PYTHONPATH": str(TESTS.parent)}, check=True, timeout=120)  # fmt: skip
         yield env

@@ -9,6 +9,7 @@ tests run longer (``make test-all``); ``gpu`` tests need CUDA (``scripts/gpu_che
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -18,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,6 +37,23 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def process_family(process: subprocess.Popen) -> list[psutil.Process]:
+    """``process`` and every process it started (none once it has ended)."""
+    try:
+        return [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Kill ``process`` and every process it started, as a node's death would."""
+    family = process_family(process)
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(family, timeout=30)
 
 
 def wait_for(url: str, process: subprocess.Popen, seconds: float) -> None:
@@ -60,7 +79,7 @@ def mlflow_server(folder: Path, port: int) -> subprocess.Popen:
     try:
         wait_for(f"http://127.0.0.1:{port}/health", server, 120)
     except RuntimeError:
-        server.kill()
+        stop(server)
         raise
     return server
 

@@ -4,7 +4,6 @@ Dask scheduler with two worker processes evaluating checkpoints (``make test-clu
 
 from __future__ import annotations
 
-import contextlib
 import filecmp
 import os
 import shutil
@@ -13,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
-from conftest import TESTS, free_port, mlflow_server, wait_for
+from conftest import TESTS, free_port, mlflow_server, process_family, stop, wait_for
 from test_orchestration import SMOKE_MATRIX, _project
 
 from rlvr.training.checkpoints import checkpoints
@@ -26,23 +24,6 @@ pytestmark = pytest.mark.cluster
 SCRIPTED_SETS = ["--set", "evaluate.backend=scripted:ScriptedBackend",
                  "--set", "train.reward=epoch_rewards:text_reward"]  # fmt: skip
 SILENCE_SECONDS = 40  # the zombie automation's wait after the last heartbeat (every 30 s, Prefect's minimum)
-
-
-def _family(process: subprocess.Popen) -> list[psutil.Process]:
-    """``process`` and every process it started (none once it has ended)."""
-    try:
-        return [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Kill ``process`` and every process it started, as a node's death would."""
-    family = _family(process)
-    for member in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    psutil.wait_procs(family, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +57,8 @@ def cluster(tmp_path_factory):
                        env={**env, "PYTHONPATH": str(TESTS.parent)}, check=True, timeout=120)  # fmt: skip
         yield env
     finally:
-        _stop(server)
-        _stop(tracking)
+        stop(server)
+        stop(tracking)
 
 
 def _matrix_project(folder: Path, tiny_model: Path, env: dict) -> tuple[Path, dict]:
@@ -149,7 +130,7 @@ def test_two_workers_take_the_matrix_cells_at_once_and_every_run_lands_on_the_ml
         wall = time.monotonic() - started
     finally:
         for worker in workers:
-            _stop(worker)
+            stop(worker)
     assert matrix.returncode == 0, output[-4000:]
     runs = _cell_runs(env)
     assert sorted(run.name for run in runs) == ["smollm2-rank1-grpo", "smollm2-rank2-grpo"]
@@ -205,12 +186,12 @@ def test_a_cell_whose_worker_dies_is_crashed_reported_and_resumed_by_the_rerun(c
         matrix = _matrix(work, env, *slow)
         doomed = _wait_running_past_checkpoint(work, env, "rank1-grpo", 600)
         flow_pid = int(doomed.infrastructure_pid.split(":")[-1])
-        node = next(name for name, w in workers.items() if flow_pid in {c.pid for c in _family(w)})
-        _stop(workers.pop(node))  # the node dies: its worker and the cell's flow run
+        node = next(name for name, w in workers.items() if flow_pid in {c.pid for c in process_family(w)})
+        stop(workers.pop(node))  # the node dies: its worker and the cell's flow run
         output = matrix.communicate(timeout=900)[0]
     finally:
         for worker in workers.values():
-            _stop(worker)
+            stop(worker)
     print(output[-3000:])
     assert matrix.returncode != 0
     assert "1 of 2 cells did not finish: smollm2/rank1-grpo (Crashed)" in output
@@ -225,7 +206,7 @@ def test_a_cell_whose_worker_dies_is_crashed_reported_and_resumed_by_the_rerun(c
         rerun = _matrix(work, env, *slow)
         output = rerun.communicate(timeout=900)[0]
     finally:
-        _stop(worker)
+        stop(worker)
     assert rerun.returncode == 0, output[-4000:]
     assert "cell smollm2/rank2-grpo: finished before, skipped" in output
     resumed = [run for run in _cell_runs(env) if run.name.endswith("rank1-grpo")][-1]
@@ -277,7 +258,7 @@ def dask_cluster(cluster, tmp_path):
         yield address
     finally:
         for process in [*workers, scheduler]:
-            _stop(process)
+            stop(process)
 
 
 def test_dask_workers_evaluate_a_runs_checkpoints_byte_identical_to_threads(

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import ROOT, free_port, mlflow_server, require, run_module
+from conftest import ROOT, free_port, mlflow_server, require, run_module, stop
 from safetensors.torch import load_file
 
 from rlvr.config import ModelConfig, TrainConfig, load_params, parse_params
@@ -442,7 +442,7 @@ def test_tracking_server_unreachable_at_start_then_gone_mid_training(tiny_model,
         assert "MLflow unreachable" in output
         assert sorted(m.step for m in rewards()) == list(range(1, 11))  # nothing lost
     finally:
-        server.kill()
+        stop(server)  # the server and its own processes
         training.kill()
 
 

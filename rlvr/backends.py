@@ -179,9 +179,10 @@ class TransformersBackend:
         import os
 
         import torch
-        from transformers import DynamicCache
 
-        device, pad, cache = self.model.device, self.tokenizer.pad_token_id, DynamicCache()
+        from rlvr.kvcache import growing_cache
+
+        device, pad, cache = self.model.device, self.tokenizer.pad_token_id, growing_cache()
         shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)  # each keeps a token of its own
         if shared > 0:
             self.model(

@@ -134,6 +134,39 @@ def test_the_backend_generates_what_model_generate_gives_each_prompt_alone(embed
         assert completion == backend.tokenizer.decode(alone, skip_special_tokens=True)
 
 
+def test_the_growing_cache_gives_the_logits_of_transformers_dynamic_cache(tiny_model, monkeypatch):
+    """The backend's in-place cache against transformers' own, step by step on the tiny model: a shared beginning
+    repeated for the batch, buffers outgrown (room of 2 positions), rows dropped; the logits are the same bits."""
+    import torch
+    from transformers import DynamicCache
+
+    from rlvr.kvcache import GrowingLayer, growing_cache
+    from rlvr.models import load_policy
+
+    monkeypatch.setattr(GrowingLayer, "ROOM", 2)
+    model, _ = load_policy(tiny_model)
+    model = model.float().eval()
+    runs = []
+    for cache in (DynamicCache(), growing_cache()):
+        logits, rows = [], torch.arange(4)
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([[5, 6, 7]]), past_key_values=cache)
+            cache.batch_repeat_interleave(4)
+            tokens = torch.tensor([[8, 9], [10, 11], [12, 13], [14, 15]])
+            for step in range(7):
+                out = model(input_ids=tokens, past_key_values=cache, logits_to_keep=1).logits[:, -1]
+                logits.append(out)
+                tokens = out.argmax(-1, keepdim=True)
+                if step in (2, 4):  # the second row ends, then the last
+                    keep = torch.tensor([i for i in range(len(rows)) if i != (1 if step == 2 else len(rows) - 1)])
+                    cache.batch_select_indices(keep)
+                    rows, tokens = rows[keep], tokens[keep]
+        runs.append(logits)
+    assert [len(x) for x in runs[0]] == [4, 4, 4, 3, 3, 2, 2]
+    for ours, theirs in zip(runs[1], runs[0], strict=True):
+        assert torch.equal(ours, theirs)
+
+
 def test_the_transformers_backend_stops_at_a_stop_string(embedded_model):
     """On the embedded model (a random tiny model would not write the text to stop at): greedy, the answer to
     "What is 7 times 8?" contains "=", and with "=" as a stop string it ends just before it."""

@@ -16,7 +16,24 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from math import comb
 
+from rlvr.errors import ConfigError
 from rlvr.grading import GRADING_MODES
+
+AVERAGE = "average"  # the scope of the benchmark average's metrics, beside each benchmark's name
+
+
+def scoped(scope: str, name: str) -> str:
+    """A metric's name under a benchmark (or ``AVERAGE``): ``math500.accuracy_official``."""
+    return f"{scope}.{name}"
+
+
+def metric_name(kind: str, mode: str, bound: str = "", scope: str | None = None) -> str:
+    """The one spelling of a graded metric's name: ``<kind>_<mode>`` (``accuracy_official``, ``gain_strict``,
+    ``pass_at_8_official``), ``_low`` / ``_high`` added for a 95% interval's ``bound``, under ``scope`` where given
+    (``average.accuracy_official_low``)."""
+    name = f"{kind}_{mode}_{bound}" if bound else f"{kind}_{mode}"
+    return scoped(scope, name) if scope else name
+
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 BOOTSTRAP_RESAMPLES = 2000
@@ -44,9 +61,9 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"invalid protocol {self}")
+            raise ConfigError(f"invalid protocol {self}")
         if self.num_samples > 1 and self.temperature == 0:
-            raise ValueError("several samples per problem need a temperature > 0")
+            raise ConfigError("several samples per problem need a temperature > 0")
 
 
 # The paper's protocol: greedy for MATH500, Minerva Math and OlympiadBench; avg@8 at temperature 0.6 for
@@ -128,11 +145,12 @@ def summarise(samples: list[dict], modes: tuple[str, ...]) -> dict[str, float]:
     for mode in modes:
         flags = [[bool(s[f"correct_{mode}"]) for s in group] for group in groups]
         scores = [sum(f) / len(f) for f in flags]
-        metrics[f"accuracy_{mode}"] = statistics.fmean(scores)
-        metrics[f"accuracy_{mode}_low"], metrics[f"accuracy_{mode}_high"] = accuracy_interval(scores)
+        metrics[metric_name("accuracy", mode)] = statistics.fmean(scores)
+        low, high = accuracy_interval(scores)
+        metrics[metric_name("accuracy", mode, "low")], metrics[metric_name("accuracy", mode, "high")] = low, high
         if k > 1:
-            metrics[f"pass_at_{k}_{mode}"] = statistics.fmean(pass_at_k(len(f), sum(f), k) for f in flags)
-            metrics[f"maj_at_{k}_{mode}"] = statistics.fmean(
+            metrics[metric_name(f"pass_at_{k}", mode)] = statistics.fmean(pass_at_k(len(f), sum(f), k) for f in flags)
+            metrics[metric_name(f"maj_at_{k}", mode)] = statistics.fmean(
                 majority_correct([s[f"extracted_{mode}"] for s in group], f)
                 for group, f in zip(groups, flags, strict=True)
             )
@@ -151,7 +169,10 @@ def breakdown(samples: list[dict], field: str, modes: tuple[str, ...]) -> dict[s
     return {
         value: {
             "num_problems": len({s["problem_index"] for s in group}),
-            **{f"accuracy_{mode}": statistics.fmean(bool(s[f"correct_{mode}"]) for s in group) for mode in modes},
+            **{
+                metric_name("accuracy", mode): statistics.fmean(bool(s[f"correct_{mode}"]) for s in group)
+                for mode in modes
+            },
         }
         for value, group in sorted(groups.items())
     }
@@ -161,7 +182,7 @@ def best_row(rows: list[dict], mode: str) -> dict | None:
     """The best checkpoint's row (the paper's reported checkpoint): among steps > 0, the highest benchmark
     average (``average.accuracy_<mode>``), the earliest step on ties; None before any checkpoint. The one
     definition the evaluate stage, the model registry, the report and ``dvc exp show`` all use."""
-    key = f"average.accuracy_{mode}"
+    key = metric_name("accuracy", mode, scope=AVERAGE)
     candidates = [row for row in rows if row["step"] > 0 and row.get(key) is not None]
     return max(candidates, key=lambda row: (row[key], -row["step"]), default=None)
 
@@ -242,9 +263,9 @@ def problem_scores(samples: list[dict], mode: str) -> dict[str, float]:
 def average_interval(metrics: list[dict], mode: str) -> tuple[float, float]:
     """95% interval of a benchmark average from each benchmark's interval (independent benchmarks, normal
     approximation: the half-widths combine in quadrature, divided by the number of benchmarks)."""
-    key = f"accuracy_{mode}"
+    key, low, high = (metric_name("accuracy", mode, bound) for bound in ("", "low", "high"))
     mean = statistics.fmean(m[key] for m in metrics)
-    half = math.sqrt(sum(((m[f"{key}_high"] - m[f"{key}_low"]) / 2) ** 2 for m in metrics)) / len(metrics)
+    half = math.sqrt(sum(((m[high] - m[low]) / 2) ** 2 for m in metrics)) / len(metrics)
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
@@ -257,8 +278,10 @@ def average_metrics(metrics: list[dict], modes: tuple[str, ...] = GRADING_MODES)
     (:func:`average_interval`), and of the response-shape shares and length."""
     average: dict[str, float] = {}
     for mode in modes:
-        average[f"accuracy_{mode}"] = statistics.fmean(m[f"accuracy_{mode}"] for m in metrics)
-        average[f"accuracy_{mode}_low"], average[f"accuracy_{mode}_high"] = average_interval(metrics, mode)
+        key = metric_name("accuracy", mode)
+        average[key] = statistics.fmean(m[key] for m in metrics)
+        low, high = average_interval(metrics, mode)
+        average[metric_name("accuracy", mode, "low")], average[metric_name("accuracy", mode, "high")] = low, high
     for key in AVERAGED_SHAPES:
         if all(key in m for m in metrics):
             average[key] = statistics.fmean(m[key] for m in metrics)

@@ -14,7 +14,7 @@ from rlvr.config import Params, parse_ranks
 from rlvr.files import EvalDir, read_json, read_records, read_rows
 from rlvr.grading import GRADING_MODES
 from rlvr.lineage import git_commit
-from rlvr.metrics import best_row
+from rlvr.metrics import AVERAGE, best_row, metric_name, scoped
 
 EXCLUDED_SUFFIXES = (".num_problems", ".samples_per_problem")
 STAYS_AT = 0.9  # the training accuracy a run must keep from some step on to count as saturated for good
@@ -42,27 +42,25 @@ class RunResult:
     def benchmarks(self) -> list[str]:
         """Evaluated benchmarks, in the order first seen (``average`` not included)."""
         names = [key.split(".")[0] for metrics in self.evals.values() for key in metrics]
-        return [name for name in dict.fromkeys(names) if name != "average"]
+        return [name for name in dict.fromkeys(names) if name != AVERAGE]
 
     def value(self, step: int, benchmark: str, metric: str) -> float | None:
-        return self.evals.get(step, {}).get(f"{benchmark}.{metric}")
+        return self.evals.get(step, {}).get(scoped(benchmark, metric))
 
     def accuracy(self, step: int | None, benchmark: str, mode: str) -> tuple[float, float, float] | None:
         """``(accuracy, low, high)`` (95% interval) of ``benchmark`` at ``step``; None where not evaluated."""
         if step is None:
             return None
-        key = f"accuracy_{mode}"
-        value = self.value(step, benchmark, key)
+        value, low, high = (self.value(step, benchmark, metric_name("accuracy", mode, b)) for b in ("", "low", "high"))
         if value is None:
             return None
-        low, high = self.value(step, benchmark, f"{key}_low"), self.value(step, benchmark, f"{key}_high")
         return value, value if low is None else low, value if high is None else high
 
     def paired(self, step: int | None, benchmark: str, mode: str) -> tuple[float, float] | None:
         """``(gain over the base model, p-value of the paired test)`` at ``step``; None where not computed."""
         if step is None:
             return None
-        gain, p_value = self.value(step, benchmark, f"gain_{mode}"), self.value(step, benchmark, f"p_value_{mode}")
+        gain, p_value = (self.value(step, benchmark, metric_name(kind, mode)) for kind in ("gain", "p_value"))
         return None if gain is None or p_value is None else (gain, p_value)
 
     def benchmark_mean(self, step: int, metric: str) -> float | None:
@@ -94,15 +92,15 @@ class RunResult:
         """The held-out average's change after the training example saturated: from the last evaluation at or
         before the saturation step to the best checkpoint and to the last evaluation (each None where it is not
         after it, or nothing is evaluated)."""
-        saturated, key = self.saturation_step(), f"accuracy_{mode}"
-        steps = sorted(s for s in self.evals if self.value(s, "average", key) is not None)
+        saturated, key = self.saturation_step(), metric_name("accuracy", mode)
+        steps = sorted(s for s in self.evals if self.value(s, AVERAGE, key) is not None)
         before = [s for s in steps if saturated is not None and s <= saturated]
         if saturated is None or not before:
             return PostSaturation(saturated, self.stays_saturated_from())
-        start = self.value(before[-1], "average", key)
+        start = self.value(before[-1], AVERAGE, key)
 
         def gain(step: int | None) -> float | None:
-            return None if step is None or step <= before[-1] else self.value(step, "average", key) - start
+            return None if step is None or step <= before[-1] else self.value(step, AVERAGE, key) - start
 
         best, last = self.best_step(mode), steps[-1]
         return PostSaturation(saturated, self.stays_saturated_from(), before[-1], best, gain(best), last, gain(last))
@@ -265,9 +263,9 @@ def summary(params: Params, run: RunResult) -> tuple[dict[str, str], dict[str, f
     best = run.best_step(headline)
     for mode in GRADING_MODES:
         for label, step in (("base", 0), ("best", best)):
-            value = run.value(step, "average", f"accuracy_{mode}") if step is not None else None
+            value = run.value(step, AVERAGE, metric_name("accuracy", mode)) if step is not None else None
             if value is not None:
-                metrics[f"{label}.average.accuracy_{mode}"] = value
+                metrics[scoped(label, metric_name("accuracy", mode, scope=AVERAGE))] = value
     post = run.post_saturation(headline)
     extra = {
         "best.step": best,
@@ -277,7 +275,8 @@ def summary(params: Params, run: RunResult) -> tuple[dict[str, str], dict[str, f
         "post_saturation_gain_to_last": post.gain_to_last,
     }
     metrics |= {key: float(value) for key, value in extra.items() if value is not None}
-    base, top = (metrics.get(f"{label}.average.accuracy_{headline}") for label in ("base", "best"))
+    key = metric_name("accuracy", headline, scope=AVERAGE)
+    base, top = (metrics.get(scoped(label, key)) for label in ("base", "best"))
     percent = {"base_pct": base, "best_pct": top, "gain_pts": None if None in (base, top) else top - base}
     metrics |= {key: round(100 * value, 2) for key, value in percent.items() if value is not None}
     return {f"rlvr.{key}": str(value) for key, value in values.items()}, metrics
@@ -287,7 +286,8 @@ def chart_series(run: RunResult, mode: str) -> dict[int, dict[str, float]]:
     """By step, what the curated chart view (``tracking.share_charts_view``) draws for a pipeline run: each
     benchmark's and the average's accuracy under ``mode`` with its interval, and the training example's accuracy
     (the runs table lists pipeline runs; their stage runs hold the same series)."""
-    keys = [f"{name}.accuracy_{mode}{end}" for name in ["average", *run.benchmarks] for end in ("", "_low", "_high")]
+    names = [AVERAGE, *run.benchmarks]
+    keys = [metric_name("accuracy", mode, bound, name) for name in names for bound in ("", "low", "high")]
     series = {step: {key: row[key] for key in keys if row.get(key) is not None} for step, row in run.evals.items()}
     for step, accuracy in run.train_accuracy.items():
         series.setdefault(step, {})["train.accuracy"] = accuracy

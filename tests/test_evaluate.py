@@ -1,6 +1,7 @@
 """The evaluate stage: metrics and per-sample files, incremental reruns, sampling protocols (on the tiny model),
 and stopping where the official evaluation stops (on the embedded model)."""
 
+import functools
 import json
 import logging
 import shutil
@@ -81,6 +82,29 @@ def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, ti
     samples = read_records(tmp_path / "eval" / "samples" / "step-0" / "test.jsonl")
     assert [s["sample"] for s in samples] == [0, 1, 2, 3] * 3
     assert row["average.accuracy_strict"] == metrics["accuracy_strict"]
+
+
+def test_every_evaluation_setting_but_the_listed_ones_is_in_the_result_key(tmp_path):
+    """A setting added to the evaluation config changes the key without anyone listing it; the settings listed as
+    unable to change samples do not."""
+    from pydantic import Field
+
+    from rlvr.metrics import Protocol
+    from rlvr.stages.evaluate import NOT_IN_RESULT_KEY, result_key
+
+    class WithNewSetting(EvaluateConfig):
+        new_setting: int = Field(0, description="a setting added later")
+
+    (tmp_path / MARKER).write_text("run 1, step 5")
+    rows, prompts = [{"id": "1", "problem": "2+2?", "answer": "4"}], ["2+2?"]
+    key = functools.partial(result_key, tmp_path, rows, prompts, Protocol())
+    base = key(WithNewSetting())
+    assert key(WithNewSetting(new_setting=1)) != base
+    assert key(WithNewSetting(max_new_tokens=7)) != base
+    assert key(WithNewSetting(tensor_parallel_size=2)) != base
+    assert key(WithNewSetting(workers=2, limit=1, protocols={"x": {"num_samples": 4}})) == base
+    assert sorted(NOT_IN_RESULT_KEY) == ["limit", "protocols", "workers"]
+    assert result_key(tmp_path, rows, ["3+3?"], Protocol(), WithNewSetting()) != base  # the prompts count too
 
 
 def test_two_evaluations_of_the_same_model_give_identical_samples(tmp_path, embedded_model):

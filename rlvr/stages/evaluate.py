@@ -12,8 +12,6 @@ and the best step (:func:`headline_metrics`).
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import os
 import re
@@ -22,7 +20,7 @@ from pathlib import Path
 
 from rlvr import tracking
 from rlvr.backends import Completion, as_completion, compute_dtype, make_backend
-from rlvr.config import EvaluateConfig, ModelConfig, Params
+from rlvr.config import EvaluateConfig, ModelConfig, Params, to_dict
 from rlvr.errors import InputError
 from rlvr.files import (
     EvalDir,
@@ -38,14 +36,17 @@ from rlvr.files import (
 from rlvr.grading import CHOICE_DATASETS, bounded
 from rlvr.machine import description, kernels
 from rlvr.metrics import (
+    AVERAGE,
     Protocol,
     average_metrics,
     best_row,
     breakdown,
     ends_in_loop,
+    metric_name,
     paired_test,
     problem_scores,
     protocol_for,
+    scoped,
     self_reflects,
     summarise,
 )
@@ -142,23 +143,27 @@ def model_identity(model_dir: Path) -> str:
     return marker.read_text() if marker.is_file() else _weights_hash(model_dir.resolve())
 
 
+# EvaluateConfig settings that are not part of a result's key, each because it cannot change the samples; every
+# other setting is (a new one too, so that a result is never served from a key that does not know it)
+NOT_IN_RESULT_KEY = {
+    "workers": "single-threaded processes on a CPU: the same samples with 1 or 2 (test)",
+    "limit": "the problems it keeps are in the key",
+    "protocols": "each benchmark's own protocol is in the key",
+}
+
+
 def result_key(
     model_dir: Path, rows: list[dict], prompts: list[str], protocol: Protocol, config: EvaluateConfig
 ) -> str:
     """Identifies one evaluation result: the model's weight files, the problems, the prompts as the model sees
-    them (so any change of template, its code or the tokenizer counts), protocol and settings; a stored result
-    with the same key is reused instead of generated again."""
-    dtype = compute_dtype(config.dtype, config.backend)
-    settings = [config.max_new_tokens, config.seed, config.backend, config.stop, dtype, config.loop_stop]
-    settings += [config.batch_size, GRADING_VERSION]  # bfloat16 samples change with the batch's composition
-    if config.enforce_eager and config.backend == "vllm":
-        settings.append("eager")  # other kernels than the compiled graph's
-    if config.max_num_seqs is not None and config.backend == "vllm":
-        settings.append(["max_num_seqs", config.max_num_seqs])  # another batch composition
+    them (so any change of template, its code or the tokenizer counts), the protocol, every evaluation setting
+    but ``NOT_IN_RESULT_KEY`` (``dtype`` as it resolves on this machine), the grading's version and a CPU's
+    kernels; a stored result with the same key is reused instead of generated again."""
+    settings = {k: v for k, v in to_dict(config).items() if k not in NOT_IN_RESULT_KEY}
+    settings |= {"dtype": compute_dtype(config.dtype, config.backend), "grading": GRADING_VERSION}
     if (cpu_kernels := kernels()) is not None:
-        settings.append(["kernels", cpu_kernels])  # other CPU kernels round otherwise (rlvr.machine)
-    payload = [model_identity(model_dir), rows, prompts, asdict(protocol), settings]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        settings["kernels"] = cpu_kernels  # other CPU kernels round otherwise (rlvr.machine)
+    return content_hash(model_identity(model_dir), rows, prompts, asdict(protocol), settings)
 
 
 def _metric_name(name: str) -> str:
@@ -185,7 +190,7 @@ def step_row(step: int, results: dict[str, dict]) -> dict:
     row: dict = {"step": step}
     for name, metrics in results.items():
         row |= {k: v for k, v in flat_metrics(name, metrics).items() if ".by_" not in k}
-    return row | {f"average.{key}": value for key, value in average_metrics(list(results.values())).items()}
+    return row | {scoped(AVERAGE, key): value for key, value in average_metrics(list(results.values())).items()}
 
 
 def _scores(out_dir: Path, step: int, name: str, mode: str) -> dict[str, float]:
@@ -198,7 +203,7 @@ def add_paired_tests(out_dir: Path, step: int, results: dict[str, dict]) -> None
     for name, metrics in results.items():
         for mode in GRADING_MODES:
             test = paired_test(_scores(out_dir, 0, name, mode), _scores(out_dir, step, name, mode))
-            metrics |= {f"{key}_{mode}": value for key, value in test.items()}
+            metrics |= {metric_name(key, mode): value for key, value in test.items()}
 
 
 def load_benchmarks(benchmarks: list[Benchmark], config: EvaluateConfig) -> dict[str, list[dict]]:
@@ -487,7 +492,7 @@ def run_evaluate(
         row = step_row(step, results)
         if on_result is not None:
             flat = {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()}
-            on_result(step, flat | {k: v for k, v in row.items() if k.startswith("average.")})
+            on_result(step, flat | {k: v for k, v in row.items() if k.startswith(scoped(AVERAGE, ""))})
         rows_by_step.append(row)
     columns = list(dict.fromkeys(key for row in rows_by_step for key in row))  # every row has every key (null
     rows_by_step = [{key: row.get(key) for key in columns} for row in rows_by_step]  # where none, as gains at step 0):
@@ -500,7 +505,8 @@ def headline_metrics(rows: list[dict], names: list[str], mode: str) -> dict:
     """``metrics.json`` (what ``dvc metrics show`` and ``dvc exp show`` list): for the base model and the best
     checkpoint, the step, the benchmark average under each grading mode and each benchmark's accuracy under
     ``mode``; every other number is in ``by_step.json``."""
-    keys = [f"average.accuracy_{m}" for m in GRADING_MODES] + [f"{name}.accuracy_{mode}" for name in names]
+    keys = [metric_name("accuracy", m, scope=AVERAGE) for m in GRADING_MODES]
+    keys += [metric_name("accuracy", mode, scope=name) for name in names]
 
     def short(row: dict | None) -> dict | None:
         return None if row is None else {"step": row["step"]} | {key: row[key] for key in keys if key in row}
@@ -521,7 +527,7 @@ def register_best(params: Params, best: dict | None) -> None:
     checkpoint = dict(checkpoints(train_dir))[best["step"]]
     metrics = {key: value for key, value in best.items() if isinstance(value, int | float) and key != "step"}
     name = params.mlflow.registered_model or params.mlflow.experiment
-    key_metric = f"average.accuracy_{params.report.headline_mode}"
+    key_metric = metric_name("accuracy", params.report.headline_mode, scope=AVERAGE)
     tracking.register_checkpoint(name, checkpoint, best["step"], metrics, key_metric)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlvr.config import Params
+from rlvr.errors import ConfigError
 from rlvr.files import atomic_write_text, read_json, write_json
+from rlvr.metrics import AVERAGE, metric_name
 from rlvr.runs import RunResult
 from rlvr.stages.report.blocks import Items, Table, html_page, markdown
 from rlvr.stages.report.document import TITLE, document
@@ -32,7 +34,7 @@ def run_report(runs: list[RunResult], out_dir: str | Path, mode: str, step: int 
         {
             "step": s,
             "train_accuracy": current.train_accuracy.get(s),
-            "heldout_average_accuracy": current.value(s, "average", f"accuracy_{mode}"),
+            "heldout_average_accuracy": current.value(s, AVERAGE, metric_name("accuracy", mode)),
         }
         for s in sorted(current.evals)
     ]
@@ -63,7 +65,7 @@ def run(params: Params, parent_id: str | None = None) -> Path:
             experiments = [client.get_experiment_by_name(name) for name in config.compare_experiments]
             missing = [n for n, e in zip(config.compare_experiments, experiments, strict=True) if e is None]
             if missing:
-                raise ValueError(f"report.compare_experiments: no MLflow experiment named {missing}")
+                raise ConfigError(f"report.compare_experiments: no MLflow experiment named {missing}")
             ids = [e.experiment_id for e in experiments]
             runs += from_mlflow(client, ids, config.compare_filter, exclude={parent} if parent else set())
         path = run_report(runs, paths.report_dir, config.headline_mode, config.step)

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from rlvr.metrics import AVERAGE
 from rlvr.runs import RunResult  # noqa: E402
 
 FIGURE_SIZE = (8, 4.5)
@@ -72,7 +73,7 @@ def overlay_figure(runs: list[RunResult], mode: str, path: Path) -> None:
     figure, axis = plt.subplots(figsize=FIGURE_SIZE)
     for index, run in enumerate(runs):
         colour = f"C{index % 10}"
-        _accuracy_line(axis, run, "average", mode, f"{run.name}: held-out average", colour)
+        _accuracy_line(axis, run, AVERAGE, mode, f"{run.name}: held-out average", colour)
         train = sorted(run.train_accuracy)
         axis.plot(
             train, [run.train_accuracy[s] for s in train], ":", color=colour, label=f"{run.name}: training example"

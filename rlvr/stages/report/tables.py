@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from rlvr.grading import GRADING_MODES as MODES
+from rlvr.metrics import AVERAGE, metric_name
 from rlvr.runs import RunResult
 
 ALPHA = 0.05  # significance level of the paired tests
@@ -107,7 +108,7 @@ def accuracy_table(runs: list[RunResult], mode: str, step_of) -> Rows:
 
 
 def _cells(run: RunResult, step: int | None, names: list[str], mode: str) -> list[str]:
-    return [with_interval(run.accuracy(step, name, mode)) for name in [*names, "average"]]
+    return [with_interval(run.accuracy(step, name, mode)) for name in [*names, AVERAGE]]
 
 
 def gains_table(runs: list[RunResult], mode: str) -> Rows:
@@ -138,11 +139,11 @@ def modes_table(runs: list[RunResult], mode: str) -> Rows:
         if run.model not in based and 0 in run.evals:
             based.add(run.model)
             rows.append(
-                [f"base · {Path(run.model).name}", "0", *(with_interval(run.accuracy(0, "average", m)) for m in MODES)]
+                [f"base · {Path(run.model).name}", "0", *(with_interval(run.accuracy(0, AVERAGE, m)) for m in MODES)]
             )
     for run in runs:
         step = run.best_step(mode)
-        cells = [with_interval(run.accuracy(step, "average", m)) for m in MODES]
+        cells = [with_interval(run.accuracy(step, AVERAGE, m)) for m in MODES]
         rows.append([run.name, "–" if step is None else str(step), *cells])
     return header, rows
 
@@ -166,7 +167,7 @@ def cut_table(runs: list[RunResult], mode: str) -> Rows:
 
 def paper_average(run: RunResult, step: int, mode: str = PAPER_MODE) -> float | None:
     """The run's average over the paper's six benchmarks at ``step`` (None unless it evaluated all six)."""
-    values = [run.value(step, name, f"accuracy_{mode}") for name in PAPER_BENCHMARKS]
+    values = [run.value(step, name, metric_name("accuracy", mode)) for name in PAPER_BENCHMARKS]
     return None if None in values else sum(values) / len(values)
 
 
@@ -182,10 +183,10 @@ def paper_table(runs: list[RunResult], reference: list[dict], mode: str = PAPER_
             if paper is None or step is None or step not in run.evals:
                 continue
             for bench, number in paper.items():
-                if bench == "average":
+                if bench == AVERAGE:
                     measured, bench = paper_average(run, step, mode), average_of(list(PAPER_BENCHMARKS))
                 else:
-                    measured = run.value(step, bench, f"accuracy_{mode}")
+                    measured = run.value(step, bench, metric_name("accuracy", mode))
                 if measured is not None:
                     difference = f"{100 * measured - number:+.1f}"
                     rows.append([run.name, setting, bench, pct(measured), f"{number:.1f}", difference])
@@ -218,7 +219,7 @@ def finding(run: RunResult, mode: str) -> str:
     significant at ``ALPHA``, which losses are (named only where there are some), which changes are not, the
     saturation of the training example, and where the base model's answers were often cut by the token budget."""
     best = run.best_step(mode)
-    base, top = run.accuracy(0, "average", mode), run.accuracy(best, "average", mode)
+    base, top = run.accuracy(0, AVERAGE, mode), run.accuracy(best, AVERAGE, mode)
     change = (
         "no checkpoint evaluated"
         if top is None or base is None

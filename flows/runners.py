@@ -13,6 +13,7 @@ from __future__ import annotations
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.cli import TASK_RUNNERS
+from rlvr.errors import ConfigError
 
 
 def make_task_runner(kind: str = "threads", address: str | None = None, workers: int | None = None) -> TaskRunner:
@@ -25,4 +26,4 @@ def make_task_runner(kind: str = "threads", address: str | None = None, workers:
         if address:
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 1, "threads_per_worker": 1})
-    raise ValueError(f"task_runner must be one of {', '.join(TASK_RUNNERS)}, got {kind!r}")
+    raise ConfigError(f"task_runner must be one of {', '.join(TASK_RUNNERS)}, got {kind!r}")

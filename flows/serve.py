@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from rlvr.errors import ConfigError
+
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
@@ -41,7 +43,7 @@ def deployments(project_file: Path = PROJECT_FILE, only: list[str] | None = None
             )
         )
     if only and len(served) != len(only):
-        raise ValueError(f"{project_file}: no deployment named {sorted(set(only) - {d.name for d in served})}")
+        raise ConfigError(f"{project_file}: no deployment named {sorted(set(only) - {d.name for d in served})}")
     return served
 
 

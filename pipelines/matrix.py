@@ -15,6 +15,7 @@ import argparse
 from rlvr import stages
 from rlvr.cli import add_set_option, run
 from rlvr.config import parse_overrides
+from rlvr.errors import ConfigError
 from rlvr.matrix import load_matrix, write_report
 
 
@@ -28,7 +29,7 @@ def main(args: argparse.Namespace, _params) -> None:
     if args.part == "base":
         cell = next((c for c in matrix.cells if c.model == args.model), None)
         if cell is None:
-            raise ValueError(f"{args.matrix}: no model named {args.model!r}")
+            raise ConfigError(f"{args.matrix}: no model named {args.model!r}")
         key, tags, pipeline = f"{tracking.pipeline_key()}-{args.model}", {"rlvr.model_stages": args.model}, False
         chosen = [stage for stage in stages.STAGES if stage.per_model]
     else:

@@ -10,6 +10,7 @@ With --params the run is tracked in MLflow and unset options come from the param
 
 from rlvr.cli import add_path_flags, parser, run
 from rlvr.config import Params, SelectConfig
+from rlvr.errors import ConfigError
 from rlvr.selection import METHODS, run_select
 from rlvr.stages import select
 
@@ -19,7 +20,7 @@ STANDALONE = {"method": "std", "ranks": "1", "repeat": 1, "seed": 0}  # the opti
 def main(args, params: Params | None) -> None:
     if params is None:
         if not (args.path_history and args.path_pool and args.path_selection):
-            raise ValueError("--history, --pool and --out are required without --params")
+            raise ConfigError("--history, --pool and --out are required without --params")
         given = {
             key: default if getattr(args, key) is None else getattr(args, key) for key, default in STANDALONE.items()
         }

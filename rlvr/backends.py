@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.config import MAX_PROMPT_TOKENS
+from rlvr.errors import ConfigError
 from rlvr.machine import cpu_has_native_bf16
 from rlvr.metrics import Protocol, loops
 
@@ -336,7 +337,7 @@ class VllmBackend:
             import torch
             from vllm import LLM
         except ImportError as error:
-            raise ValueError(
+            raise ConfigError(
                 "evaluate.backend 'vllm' needs vLLM installed: make setup-vllm (its CPU build), pip install vllm (GPU)"
             ) from error
         config = json.loads((Path(model_dir) / "config.json").read_text())
@@ -409,7 +410,7 @@ def make_backend(name: str, model_dir: str | Path, config) -> TransformersBacken
         try:
             return getattr(importlib.import_module(module), attribute)(model_dir, config)
         except (ImportError, AttributeError) as error:
-            raise ValueError(f"evaluate.backend {name!r}: cannot import ({error})") from error
+            raise ConfigError(f"evaluate.backend {name!r}: cannot import ({error})") from error
     if name == "vllm":
         import torch
 
@@ -427,4 +428,4 @@ def make_backend(name: str, model_dir: str | Path, config) -> TransformersBacken
         )
     if name == "transformers":
         return TransformersBackend(model_dir, config.batch_size, config.stop, config.dtype, config.loop_stop)
-    raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+    raise ConfigError(f"unknown backend {name!r}; choose one of {BACKENDS}")

@@ -65,15 +65,16 @@ def setup_logging() -> None:
 
 
 def run(main: Callable[[argparse.Namespace, Params | None], object], args: argparse.Namespace) -> None:
-    """Run a command: bad params or inputs print one line naming the key or file and exit with status 2; a
-    SIGTERM or Ctrl-C ends it (tracked runs marked KILLED) with status 143 or 130."""
+    """Run a command: bad params or inputs (the project's :class:`ConfigError` and :class:`InputError`) print one
+    line naming the key or file and exit with status 2; any other error is a bug and keeps its traceback (status 1);
+    a SIGTERM or Ctrl-C ends it (tracked runs marked KILLED) with status 143 or 130."""
     from rlvr.tracking import Terminated, interruptible
 
     setup_logging()
     try:
         with interruptible():
             main(args, load(args))
-    except (ConfigError, InputError, ValueError) as error:
+    except (ConfigError, InputError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

@@ -14,6 +14,8 @@ import random
 import zlib
 from collections.abc import Callable, Iterator
 
+from rlvr.errors import ConfigError
+
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena"]
 ITEMS = ["apples", "pencils", "stickers", "marbles", "books", "coins", "cards", "shells"]
 HELDOUT_NAMES = ["Maya", "Noor", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wen", "Yuki"]
@@ -148,7 +150,7 @@ def _unique_problems(seed: int, templates: list[Callable[[random.Random], Proble
         if problem[0] in seen:
             misses += 1
             if misses > 100_000:  # the templates cannot make as many different problems as were asked for
-                raise ValueError(f"the generator has only {len(seen)} different problems of this kind")
+                raise ConfigError(f"the generator has only {len(seen)} different problems of this kind")
             continue
         seen.add(problem[0])
         misses = 0
@@ -165,7 +167,7 @@ def _rows(problems: list[Problem], prefix: str, source: str) -> list[dict]:
 def generate(pool_size: int, test_size: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Return (pool, test): disjoint lists of word problems in the normalised schema, the same for the same seed."""
     if pool_size < 0 or test_size < 0:
-        raise ValueError(f"data: pool_size and test_size must be >= 0, got {pool_size} and {test_size}")
+        raise ConfigError(f"data: pool_size and test_size must be >= 0, got {pool_size} and {test_size}")
     problems = _unique_problems(seed, TEMPLATES)
     drawn = [next(problems) for _ in range(pool_size + test_size)]
     return _rows(drawn[:pool_size], "gen", "generator"), _rows(drawn[pool_size:], "gen-test", "generator")
@@ -179,7 +181,7 @@ def suite(name: str, size: int, seed: int, split: str = "test") -> list[dict]:
     one ``split`` (by a checksum of the text): settings are tuned on ``validation`` problems, which can never be
     ``test`` problems, whatever the seeds."""
     if size < 1:
-        raise ValueError(f"data.suite_size must be >= 1, got {size}")
+        raise ConfigError(f"data.suite_size must be >= 1, got {size}")
     wanted = SPLITS.index(split)
     problems = (p for p in _unique_problems(_suite_seed(name, seed), [SUITES[name]]) if _split_of(p[0]) == wanted)
     prefix = name if split == "test" else f"{name}-{split}"

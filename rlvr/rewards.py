@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rlvr.errors import ConfigError
 from rlvr.grading import GRADING_MODES, bounded, deepscaler, mathverify, official
 from rlvr.grading.mathverify import last_boxed
 
@@ -46,7 +47,7 @@ def prompt_text(prompt: Any) -> str:
 
 def _check_mode(mode: str) -> None:
     if mode not in GRADING_MODES:
-        raise ValueError(f"grading mode must be one of {GRADING_MODES}, got {mode!r}")
+        raise ConfigError(f"grading mode must be one of {GRADING_MODES}, got {mode!r}")
 
 
 def extract_answer(text: str, mode: str = "strict", dataset: str | None = None) -> str | None:
@@ -172,7 +173,7 @@ def get_reward(name: str) -> Callable[..., list[float]]:
         try:
             return getattr(importlib.import_module(module), function)
         except (ImportError, AttributeError) as error:
-            raise ValueError(f"reward {name!r}: cannot import ({error})") from error
+            raise ConfigError(f"reward {name!r}: cannot import ({error})") from error
     if name not in REWARDS:
-        raise ValueError(f"unknown reward {name!r}; choose one of {sorted(REWARDS)} or module:function")
+        raise ConfigError(f"unknown reward {name!r}; choose one of {sorted(REWARDS)} or module:function")
     return REWARDS[name]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rlvr.config import parse_ranks
-from rlvr.errors import InputError
+from rlvr.errors import ConfigError, InputError
 from rlvr.files import atomic_write_text, read_json, read_rows, write_rows
 
 __all__ = ["METHODS", "parse_ranks", "rank", "run_select", "select"]
@@ -101,7 +101,7 @@ def id_order(example_id: str) -> tuple:
 def rank(history: History, method: str = "std", seed: int = 0) -> list[tuple[str, float]]:
     """``(id, score)`` by descending score, NaN last; ties keep the history's order (a stable sort)."""
     if method not in METHODS:
-        raise ValueError(f"unknown selection method {method!r}; choose one of {sorted(METHODS)}")
+        raise ConfigError(f"unknown selection method {method!r}; choose one of {sorted(METHODS)}")
     scores = METHODS[method](history, seed)
     return sorted(((key, scores[key]) for key in history), key=lambda item: (math.isnan(item[1]), -item[1]))
 
@@ -132,11 +132,11 @@ def select(
     ranking = rank(history, method, seed)
     wanted = parse_ranks(ranks, last=len(ranking))
     if max(wanted) > len(ranking):
-        raise ValueError(f"rank {max(wanted)} asked for, but {origin} ranks only {len(ranking)} examples")
+        raise ConfigError(f"rank {max(wanted)} asked for, but {origin} ranks only {len(ranking)} examples")
     for r in wanted:
         if ranking[r - 1][0] not in by_id:
             example = ranking[r - 1][0]
-            raise ValueError(f"rank {r} is example {example}, which has no gold answer: it cannot be trained on")
+            raise ConfigError(f"rank {r} is example {example}, which has no gold answer: it cannot be trained on")
     rows = repeat_rows([by_id[ranking[r - 1][0]] for r in wanted], repeat)
     missing = {"answer": "", "problem": ""}
     table = [

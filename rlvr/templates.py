@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rlvr.errors import ConfigError
+
 if TYPE_CHECKING:  # for annotations only: this module is a leaf (the config names its templates)
     from rlvr.config import ModelConfig
 
@@ -92,5 +94,5 @@ TEMPLATES: dict[str, Template] = {
 
 def get_template(name: str) -> Template:
     if name not in TEMPLATES:
-        raise ValueError(f"unknown template {name!r}; choose one of {sorted(TEMPLATES)}")
+        raise ConfigError(f"unknown template {name!r}; choose one of {sorted(TEMPLATES)}")
     return TEMPLATES[name]

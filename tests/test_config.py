@@ -142,6 +142,29 @@ def test_cli_set_reaches_the_stage_and_a_type_error_is_one_line(tmp_path):
     assert "train.max_steps: Input should be a valid integer" in bad.stderr
 
 
+def test_only_the_projects_input_errors_are_reported_as_bad_input(capsys):
+    """A ConfigError is one line and status 2; a ValueError from a library inside a stage is a bug: it keeps its
+    traceback and does not exit with the bad-input status."""
+    import argparse
+
+    from rlvr.cli import EXIT_BAD_INPUT, run
+    from rlvr.errors import ConfigError
+
+    def bad_input(args, params):
+        raise ConfigError("train.reward: unknown reward 'nope'")
+
+    def bug(args, params):
+        raise ValueError("Expected input batch_size (3) to match target batch_size (2).")
+
+    args = argparse.Namespace(params=None, overrides=[])
+    with pytest.raises(SystemExit) as done:
+        run(bad_input, args)
+    assert done.value.code == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == "error: train.reward: unknown reward 'nope'\n"
+    with pytest.raises(ValueError, match="to match target batch_size"):
+        run(bug, args)
+
+
 def _help(module: str, monkeypatch, capsys) -> str:
     """``python -m module --help``, run in this process (the modules' imports are then shared: fast)."""
     monkeypatch.setattr(sys, "argv", [module, "--help"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from rlvr import tracking
 from rlvr.config import ModelConfig, Params, TrainConfig, to_dict
-from rlvr.errors import InputError
+from rlvr.errors import ConfigError, InputError
 from rlvr.files import content_hash, file_sha256, read_records, read_rows, write_rows
 from rlvr.rewards import get_reward
 from rlvr.training import launch
@@ -43,7 +43,7 @@ def apply_label(rows: list[dict], label: str | dict[str, str] | None) -> list[di
     labels = {str(k): str(v) for k, v in label.items()} if isinstance(label, dict) else {r["id"]: label for r in rows}
     unknown = set(labels) - {row["id"] for row in rows}
     if unknown:
-        raise ValueError(f"train.label: ids {sorted(unknown)} are not in the training rows")
+        raise ConfigError(f"train.label: ids {sorted(unknown)} are not in the training rows")
     for example_id, new in labels.items():
         gold = next(row["answer"] for row in rows if row["id"] == example_id)
         logger.warning("training example %s on label %r instead of its gold answer %r", example_id, new, gold)

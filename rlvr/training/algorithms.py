@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.config import MAX_PROMPT_TOKENS, NOT_TRL_SETTINGS, RLConfig
+from rlvr.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ ALGORITHMS = {
 
 def get_algorithm(name: str) -> Algorithm:
     if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}")
+        raise ConfigError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}")
     return ALGORITHMS[name]
 
 

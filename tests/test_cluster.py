@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import TESTS, free_port, mlflow_server, process_family, stop, wait_for
-from test_orchestration import SMOKE_MATRIX, _project
+from helpers import SMOKE_MATRIX, project_copy, smoke_params
 
 from rlvr.training.checkpoints import checkpoints
 
@@ -64,7 +64,7 @@ def cluster(tmp_path_factory):
 def _matrix_project(folder: Path, tiny_model: Path, env: dict) -> tuple[Path, dict]:
     """A project copy with the smoke matrix on the tiny model, the cell deployment deployed from it, and the
     environment its processes run in."""
-    work = _project(folder, tiny_model)
+    work = project_copy(folder, smoke_params(tiny_model), tiny_model)
     env = {
         **env,
         "RLVR_PROJECT_DIR": str(work),
@@ -267,9 +267,8 @@ def test_dask_workers_evaluate_a_runs_checkpoints_byte_identical_to_threads(
     """The smoke run's checkpoints (real generation on the tiny model) evaluated through a running Dask scheduler and
     two worker processes: every result file is byte-identical to the threads runner's."""
     from distributed import Client
-    from test_pipeline import smoke_params
 
-    work = _project(tmp_path, tiny_model)
+    work = project_copy(tmp_path, smoke_params(tiny_model), tiny_model)
     params = smoke_params(tiny_model)
     params["evaluate"]["backend"] = "transformers"
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

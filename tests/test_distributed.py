@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT
+from helpers import mlflow_runs, run_train, train_command, train_env, train_params
 from safetensors.torch import load_file
-from test_train import _mlflow_runs, _run_train, _train_command, _train_env, _train_params
 
 from rlvr.files import read_records, write_rows
 from rlvr.generator import generate
@@ -55,11 +55,11 @@ def test_deepspeed_zero_trains_on_two_cpu_processes_and_its_checkpoint_evaluates
     from rlvr.stages.evaluate import Benchmark, run_evaluate
 
     generations = 1 if algorithm == "ppo" else 2
-    _train_params(tmp_path, algorithm=algorithm, num_generations=generations, per_device_train_batch_size=2,
+    train_params(tmp_path, algorithm=algorithm, num_generations=generations, per_device_train_batch_size=2,
                   max_steps=2, save_steps=2, num_processes=2, accelerate_config=ZERO[stage],
                   entropy_coef=0.0 if algorithm == "ppo" else 0.001, beta=0.001)  # fmt: skip
     started = time.monotonic()
-    result = _run_train(tmp_path, tiny_model, "run")
+    result = run_train(tmp_path, tiny_model, "run")
     print(f"ZeRO-{stage} {algorithm}: 2 steps on 2 CPU processes in {time.monotonic() - started:.1f} s")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DeepSpeed" in result.stdout + result.stderr  # the engine that ran (its ops built for this CPU)
@@ -78,13 +78,13 @@ def test_every_rank_resumes_from_the_same_checkpoint_after_kills_and_a_finished_
     """2 processes: killed between checkpoints (the reward's 3rd call ends every rank abruptly), then as if killed
     while saving (an incomplete checkpoint-4: discarded once, by rank 0), resumed to 4 steps, then extended to 6;
     the per-step rewards and the final weights are an uninterrupted 6-step run's."""
-    _train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=6,
+    train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=6,
                   save_steps=2, sample_steps=0, keep_resume_state=True)  # fmt: skip
-    whole = _run_train(tmp_path, tiny_model, "whole")
+    whole = run_train(tmp_path, tiny_model, "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
-    _train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=4,
+    train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=4,
                   save_steps=2, sample_steps=0, keep_resume_state=True)  # fmt: skip
-    killed = _run_train(tmp_path, tiny_model, "resumed", {"RLVR_TEST_CRASH_AT_CALL": "3"})
+    killed = run_train(tmp_path, tiny_model, "resumed", {"RLVR_TEST_CRASH_AT_CALL": "3"})
     assert killed.returncode != 0 and [s for s, _ in checkpoints(tmp_path / "resumed")] == [2]
     assert not (tmp_path / "resumed" / LOCK_FILE).exists()  # the stage that launched the ranks released it
     partial = tmp_path / "resumed" / "checkpoint-4"
@@ -92,13 +92,13 @@ def test_every_rank_resumes_from_the_same_checkpoint_after_kills_and_a_finished_
     for path in (tmp_path / "resumed" / "checkpoint-2").iterdir():  # a save that stopped before its marker
         if path.is_file() and path.name != MARKER:
             (partial / path.name).write_bytes(path.read_bytes())
-    resumed = _run_train(tmp_path, tiny_model, "resumed")
+    resumed = run_train(tmp_path, tiny_model, "resumed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("removing incomplete checkpoint") == 1  # rank 0 tidies; the other rank waits
     assert resumed.stderr.count("resuming the train run from resumed/checkpoint-2") == 2  # every rank, the same
-    _train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=6,
+    train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=6,
                   save_steps=2, sample_steps=0, keep_resume_state=True)  # fmt: skip
-    extended = _run_train(tmp_path, tiny_model, "resumed")
+    extended = run_train(tmp_path, tiny_model, "resumed")
     assert extended.returncode == 0, extended.stderr[-3000:]
     assert extended.stderr.count("resuming the train run from resumed/checkpoint-4") == 2
     assert [int(e["step"]) for e in _log(tmp_path / "resumed")] == list(range(1, 7))
@@ -109,14 +109,14 @@ def test_every_rank_resumes_from_the_same_checkpoint_after_kills_and_a_finished_
 def test_a_finished_zero2_run_extends_by_max_steps_as_an_uninterrupted_one(tiny_model, tmp_path):
     values = dict(num_processes=2, num_generations=2, per_device_train_batch_size=2, save_steps=2, sample_steps=0,
                   accelerate_config=ZERO[2])  # fmt: skip
-    _train_params(tmp_path, max_steps=4, **values)
-    whole = _run_train(tmp_path, tiny_model, "whole")
+    train_params(tmp_path, max_steps=4, **values)
+    whole = run_train(tmp_path, tiny_model, "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
-    _train_params(tmp_path, max_steps=2, **values)
-    first = _run_train(tmp_path, tiny_model, "extended")
+    train_params(tmp_path, max_steps=2, **values)
+    first = run_train(tmp_path, tiny_model, "extended")
     assert first.returncode == 0, first.stderr[-3000:]
-    _train_params(tmp_path, max_steps=4, **values)  # the finished run, 2 steps more
-    more = _run_train(tmp_path, tiny_model, "extended")
+    train_params(tmp_path, max_steps=4, **values)  # the finished run, 2 steps more
+    more = run_train(tmp_path, tiny_model, "extended")
     assert more.returncode == 0, more.stderr[-3000:]
     assert "no optimizer state" not in more.stderr  # DeepSpeed's state is its global_step folder, kept
     assert [e["reward"] for e in _log(tmp_path / "extended")] == [e["reward"] for e in _log(tmp_path / "whole")]
@@ -128,10 +128,10 @@ def test_a_signal_to_the_stage_reaches_every_rank_and_the_rerun_resumes(signum, 
     """The stage in a process group of its own, as a shell starts ``dvc repro``'s command (a Ctrl-C goes to the
     whole group, a SIGTERM to the stage): within 30 s no process of the run remains, the writer lock is free, the
     MLflow runs are KILLED, and the rerun resumes from the last complete checkpoint."""
-    _train_params(tmp_path, reward="epoch_rewards:slow_text_reward", num_processes=2, num_generations=2,
+    train_params(tmp_path, reward="epoch_rewards:slow_text_reward", num_processes=2, num_generations=2,
                   per_device_train_batch_size=2, max_steps=40, save_steps=2, sample_steps=0)  # fmt: skip
     # a terminal's foreground job: Ctrl-C not ignored (a shell's background jobs inherit SIGINT ignored)
-    process = subprocess.Popen(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), stdout=subprocess.PIPE,
+    process = subprocess.Popen(train_command(tiny_model), cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 240
@@ -151,12 +151,12 @@ def test_a_signal_to_the_stage_reaches_every_rank_and_the_rerun_resumes(signum, 
     print(f"{signal.Signals(signum).name}: every process of the run ended {time.monotonic() - started:.1f} s after it")
     assert process.returncode == (143 if signum == signal.SIGTERM else 130), output[-3000:]
     assert not (tmp_path / "run" / LOCK_FILE).exists()
-    _, runs = _mlflow_runs(tmp_path)
+    _, runs = mlflow_runs(tmp_path)
     statuses = {run.data.tags.get("rlvr.stage", "pipeline"): run.info.status for run in runs}
     assert statuses == {"train": "KILLED", "pipeline": "KILLED"}, statuses
     done = [step for step, _ in checkpoints(tmp_path / "run")]
-    fast = _train_env() | {"RLVR_TEST_REWARD_SECONDS": "0"}  # steps of 1 s would have outlived the 30 s above
-    rerun = subprocess.run(_train_command(tiny_model), cwd=tmp_path, env=fast, capture_output=True, text=True,
+    fast = train_env() | {"RLVR_TEST_REWARD_SECONDS": "0"}  # steps of 1 s would have outlived the 30 s above
+    rerun = subprocess.run(train_command(tiny_model), cwd=tmp_path, env=fast, capture_output=True, text=True,
                            timeout=600)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming the train run from run/checkpoint-{done[-1]}" in rerun.stderr
@@ -167,14 +167,14 @@ def _one_or_two(tmp_path: Path, tiny_model: Path, processes: int) -> Path:
     """Greedy rollouts of two examples whose rewards differ (by id), the same global batch of 2 prompts x 2
     rollouts on one process (2 micro-batches) or two (one each)."""
     pool, _ = generate(2, 0, seed=0)
-    _train_params(tmp_path, reward="epoch_rewards:id_reward", accuracy_reward="epoch_rewards:id_reward",
+    train_params(tmp_path, reward="epoch_rewards:id_reward", accuracy_reward="epoch_rewards:id_reward",
                   num_processes=processes, num_generations=2, prompts_per_step=2, per_device_train_batch_size=2,
                   max_steps=3, save_steps=3, sample_steps=1, beta=0.01, entropy_coef=0.01, learning_rate=1e-2,
                   trl={"generation_kwargs": {"do_sample": False}})  # fmt: skip
     write_rows(tmp_path / "train.jsonl", pool)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert params["train"].get("gradient_accumulation_steps") is None  # derived: 2 on one process, 1 on two
-    result = _run_train(tmp_path, tiny_model, f"p{processes}")
+    result = run_train(tmp_path, tiny_model, f"p{processes}")
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp_path / f"p{processes}"
 

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, TESTS
+from helpers import SMOKE_MATRIX, project_copy, smoke_params
 from mlflow.tracking import MlflowClient
-from test_pipeline import smoke_params
 
 from rlvr import lineage
 from rlvr.config import ConfigError, load_params, merge, parse_params
 from rlvr.matrix import load_matrix
 
-SMOKE_MATRIX = "configs/matrix/smoke.yaml"
 SCRIPTED = {"evaluate": {"backend": "scripted:ScriptedBackend"}, "train": {"reward": "epoch_rewards:text_reward"}}
 
 
@@ -106,25 +105,13 @@ def test_prefect_yaml_deployments_load_with_their_schedule_and_flows():
 # --- the matrix flow, on-demand runs and the served nightly deployment, on the tiny model ----------------------
 
 
-def _project(work: Path, tiny_model: Path) -> Path:
-    for name in ("rlvr", "pipelines", "tasks", "flows", "configs"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "prefect.yaml"):
-        shutil.copy(ROOT / name, work / name)
-    spec = yaml.safe_load((ROOT / SMOKE_MATRIX).read_text())
-    spec["models"] = {"smollm2": {"model": {"source": str(tiny_model)}}}
-    (work / SMOKE_MATRIX).write_text(yaml.safe_dump(spec))
-    (work / "params.yaml").write_text(yaml.safe_dump(smoke_params(tiny_model), sort_keys=False))
-    return work
-
-
 @pytest.fixture(scope="module")
 def matrix_project(prefect_harness, tiny_model, tmp_path_factory):
     """A project copy after the smoke matrix flow (two cells: each pool example) ran once, on the tiny model
     (orchestration is under test here) with scripted scores."""
     from flows.cross_family_flow import cross_family
 
-    work = _project(tmp_path_factory.mktemp("matrix"), tiny_model)
+    work = project_copy(tmp_path_factory.mktemp("matrix"), smoke_params(tiny_model), tiny_model)
     cwd, environ = Path.cwd(), dict(os.environ)
     os.chdir(work)
     os.environ["RLVR_SCRIPTED_DATA"] = str(work / "outputs" / "matrix" / "*" / "data" / "**" / "*.jsonl")
@@ -302,7 +289,7 @@ def test_a_findings_matrix_runs_its_cells_once_each_and_writes_the_findings_with
 
     from flows.cross_family_flow import cross_family
 
-    work = _project(tmp_path, tiny_model)
+    work = project_copy(tmp_path, smoke_params(tiny_model), tiny_model)
     spec = {
         "base": "../../params.yaml",
         "root": "outputs/findings",

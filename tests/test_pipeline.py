@@ -21,6 +21,7 @@ import mlflow
 import pytest
 import yaml
 from conftest import ROOT, TESTS, free_port, missing
+from helpers import project_copy, smoke_params, stage_env
 from mlflow.tracking import MlflowClient
 from scripted import expected_accuracy
 
@@ -30,57 +31,19 @@ from rlvr.files import read_records, read_rows
 from rlvr.metrics import wilson_interval
 
 STAGES = set(stages.NAMES)
-GIT_USER = {"NAME": "rlvr tests", "EMAIL": "tests@localhost"}
 pytestmark = pytest.mark.integration
 
 
-def _project_copy(target: Path, params: dict) -> Path:
-    for name in ("rlvr", "pipelines", "tasks", "flows", "configs", "families", "scripts"):
-        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore", "prefect.yaml"):
-        shutil.copy(ROOT / name, target / name)
-    (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return target
-
-
-def _env(work: Path) -> dict[str, str]:
-    """The stages' environment: this interpreter's tools first, offline, the test helpers importable, the
-    scripted backend reading the project's data files."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    git = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in GIT_USER.items()}
-    path = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    data = str(work / "outputs" / "data" / "**" / "*.jsonl")
-    fast = {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"}  # the smoke stages last a second or two
-    return {
-        **env,
-        **git,
-        **fast,
-        "PATH": path,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(TESTS),
-        "RLVR_SCRIPTED_DATA": data,
-    }
-
-
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, cwd=cwd, env=stage_env(cwd), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
-
-
-def smoke_params(model: Path) -> dict:
-    """The smoke profile on ``model``, with the scripted backend and a varying training reward."""
-    params = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
-    params["model"]["source"] = str(model)
-    params["history"]["reward"] = params["train"]["reward"] = "epoch_rewards:text_reward"
-    params["evaluate"]["backend"] = "scripted:ScriptedBackend"
-    return params
 
 
 @pytest.fixture(scope="module")
 def dvc_project(tiny_model, tmp_path_factory) -> Path:
     """A copy of the project with the smoke profile on the tiny model as params.yaml, after one ``dvc repro``."""
-    work = _project_copy(tmp_path_factory.mktemp("dvc"), smoke_params(tiny_model))
+    work = project_copy(tmp_path_factory.mktemp("dvc"), smoke_params(tiny_model))
     _run(["git", "init", "-q"], work)
     _run(["dvc", "init", "-q"], work)
     shutil.copy(ROOT / ".dvc" / "config", work / ".dvc" / "config")  # the project's remote and cache settings
@@ -323,7 +286,7 @@ def test_dvc_runs_the_projects_interpreter_with_a_path_that_lacks_the_venv(dvc_p
     stages' ``scripts/python`` still runs the project's interpreter, not the system's (which has no pandas)."""
     work = _copy_project(dvc_project, tmp_path / "bare")
     (work / ".venv").symlink_to(Path(sys.executable).parents[1])  # the project's venv, as make setup leaves it
-    env = {k: v for k, v in _env(work).items() if k != "VIRTUAL_ENV"} | {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    env = {k: v for k, v in stage_env(work).items() if k != "VIRTUAL_ENV"} | {"PATH": "/usr/local/bin:/usr/bin:/bin"}
     dvc = str(Path(sys.executable).parent / "dvc")
     result = subprocess.run([dvc, "repro", "--force", "-s", "select"], cwd=work, env=env, capture_output=True,
                             text=True, timeout=600)  # fmt: skip
@@ -423,9 +386,9 @@ def test_prefect_flow_same_stages_and_outputs(dvc_project, tmp_path, monkeypatch
     from flows.experiment_flow import one_shot_rlvr
 
     params = smoke_params(dvc_project / "outputs" / "model")  # a local directory this time
-    work = _project_copy(tmp_path, params)
+    work = project_copy(tmp_path, params)
     monkeypatch.chdir(work)
-    for key, value in _env(work).items():
+    for key, value in stage_env(work).items():
         monkeypatch.setenv(key, value)
     monkeypatch.syspath_prepend(str(TESTS))
     state = one_shot_rlvr("params.yaml", return_state=True)
@@ -503,7 +466,8 @@ def _mlflow_ui(work: Path) -> tuple[subprocess.Popen, str]:
     store = f"sqlite:///{work / 'mlflow.db'}"
     command = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
                "--port", str(port)]  # fmt: skip
-    server = subprocess.Popen(command, cwd=work, env=_env(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(command, cwd=work, env=stage_env(work), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
     address, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -589,7 +553,7 @@ def _open_in_chromium(page: Path) -> tuple[str, list[str]]:
 def test_dvc_families_pipeline_runs_every_cell_then_one_report(tiny_model, tmp_path):
     """families/stages.yaml in place as families/dvc.yaml: base@model, cell@model-examples-algorithm (DVC matrix
     stages), report."""
-    work = _project_copy(tmp_path, smoke_params(tiny_model))
+    work = project_copy(tmp_path, smoke_params(tiny_model))
     shutil.copy(work / "families" / "stages.yaml", work / "families" / "dvc.yaml")  # make families-pipeline
     spec = yaml.safe_load((work / "families" / "matrix.yaml").read_text())
     spec["models"] = {"smollm2": {"model": {"source": str(tiny_model)}}}

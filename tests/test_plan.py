@@ -9,12 +9,12 @@ import sys
 import pytest
 import yaml
 from conftest import ROOT, run_module
+from helpers import PRESETS
 
 from rlvr.config import TrainConfig, load_params
 from rlvr.training.launch import needs_launch
 from rlvr.training.plan import GIB, GPU_GIB, Machine, model_shape, plan, refusal, train_plan
 
-PRESETS = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
 NODE = Machine(8, GPU_GIB)
 
 

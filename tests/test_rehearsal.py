@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, require, require_vllm
+from conftest import require, require_vllm
+from helpers import PRESETS
 from scipy.stats import binomtest
 
 from rlvr import stages, tracking
@@ -30,7 +31,6 @@ from rlvr.stages.report.tables import PAPER_BENCHMARKS, average_of, load_referen
 
 pytestmark = pytest.mark.rehearsal
 
-PRESETS = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
 POOL_SIZE = 16  # the first DSR-sub rows (ids 0..15, all with a gold answer)
 PROBLEMS = 2  # per benchmark
 ANSWER_TOKENS = 16

@@ -1,6 +1,6 @@
 import pytest
 
-from rlvr.rewards import REWARDS, accuracy_reward, extract_answer, format_reward, get_reward, grade, last_boxed
+from rlvr.rewards import accuracy_reward, extract_answer, format_reward, get_reward, grade, last_boxed
 
 
 @pytest.mark.parametrize(
@@ -73,9 +73,45 @@ def test_format_reward_counts_non_empty_final_box():
     assert format_reward(["\\boxed{wrong}", "\\boxed{}", "none"]) == [1.0, 0.0, 0.0]
 
 
-def test_every_registered_reward_resolves():
-    for name in REWARDS:
-        assert callable(get_reward(name))
+def _rewards_named_in(value) -> set[str]:
+    """Every reward name a params or matrix file's ``reward`` / ``accuracy_reward`` keys hold, at any depth."""
+    names: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("reward", "accuracy_reward") and item is not None:
+                names |= {item} if isinstance(item, str) else set(item)
+            else:
+                names |= _rewards_named_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            names |= _rewards_named_in(item)
+    return names
+
+
+def test_every_reward_the_project_names_resolves_and_scores_a_batch():
+    """Each reward named in params.yaml and configs/ resolves and gives one float per completion of a literal batch,
+    called as TRL calls it (dataset columns and the trainer state as keywords)."""
+    from types import SimpleNamespace
+
+    import yaml
+    from conftest import ROOT
+
+    files = [ROOT / "params.yaml", *sorted((ROOT / "configs").rglob("*.yaml"))]
+    named = set().union(*(_rewards_named_in(yaml.safe_load(path.read_text())) for path in files))
+    assert {"accuracy_lenient", "accuracy_deepscaler", "format", "random"} <= named
+    completions = ["so the total is \\boxed{12}", "I think it is 13", "\\boxed{13}"]
+    batch = {
+        "prompts": ["What is 5 + 7?"] * 3,
+        "completions": completions,
+        "answer": ["12"] * 3,
+        "id": ["a", "a", "a"],
+        "trainer_state": SimpleNamespace(global_step=3),
+    }
+    for name in sorted(named):
+        scores = get_reward(name)(**batch)
+        assert len(scores) == len(completions) and all(isinstance(x, float) for x in scores), name
+    assert get_reward("accuracy_lenient")(**batch) == [1.0, 0.0, 0.0]
+    assert get_reward("format")(**batch) == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="unknown reward"):
         get_reward("nope")
 

@@ -16,20 +16,18 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, free_port, mlflow_server, require, run_module, stop
+from helpers import PRESETS, mlflow_runs, run_train, train_command, train_env, train_params, train_rows
 from safetensors.torch import load_file
 
-from rlvr.config import ModelConfig, TrainConfig, load_params, parse_params
+from rlvr.config import ModelConfig, TrainConfig, load_params
 from rlvr.errors import InputError
-from rlvr.files import read_records, write_rows
-from rlvr.generator import generate
+from rlvr.files import read_records
 from rlvr.stages.train import apply_label
 from rlvr.training.algorithms import trainer_args
 from rlvr.training.checkpoints import MARKER, checkpoints, resume_point, writer_lock
 from rlvr.training.grpo import build_trainer
 from rlvr.training.launch import launch_command, needs_launch
 from rlvr.training.monitor import RolloutMonitor
-
-PRESETS = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
 
 
 def _paper_text() -> str:
@@ -78,9 +76,25 @@ def test_printed_config_of_the_pi1_preset_matches_the_paper():
 
 
 def test_every_paper_preset_builds_its_trainer_config():
+    """TRL's configuration of every preset's algorithm builds (in process: the same function --print-config
+    prints), with the preset's steps, reward scorer and batch."""
+    from rlvr.stages.train import effective_config
+    from rlvr.training.plan import GPU_GIB
+
     for preset in PRESETS:
         params = load_params(preset)
         assert params.train.max_steps >= 1000, preset.name
+        built = effective_config(params, GPU_GIB)
+        assert built["algorithm"] == params.train.algorithm, preset.name
+        assert built["batch"]["prompts_per_step"] == params.train.prompts_per_step, preset.name
+        trainer, train = built["trainer"], params.train
+        if train.algorithm == "ppo":  # TRL's PPO counts episodes: prompts over the whole run
+            assert trainer["total_episodes"] == train.max_steps * train.prompts_per_step, preset.name
+        else:
+            assert trainer["max_steps"] == train.max_steps, preset.name
+        assert trainer["learning_rate"] == train.learning_rate, preset.name
+        length = trainer.get("max_completion_length", trainer.get("response_length"))
+        assert length == train.max_completion_length, preset.name
     ppo = _print_config("ppo_qwen25_math_1.5b_pi1")
     assert ppo["algorithm"] == "ppo" and ppo["trainer"]["kl_coef"] == 0.001 and ppo["trainer"]["kl_estimator"] == "k3"
     assert ppo["batch"]["prompts_per_step"] == 128 and ppo["trainer"]["response_length"] == 3072
@@ -203,11 +217,6 @@ def test_launch_is_asked_for_by_num_processes(monkeypatch):
 # --- training runs on the embedded model cut to 2 layers ----------------------------------------------------
 
 
-def _rows(n: int = 1) -> list[dict]:
-    pool, _ = generate(max(n, 2), 0, seed=0)
-    return [pool[i % n] for i in range(4)]
-
-
 def _one_step(model_dir, tmp_path, **switches) -> tuple[dict, dict, object]:
     """Weights before and after one GRPO step with ``switches``, and the trainer."""
     from rlvr.rewards import get_reward
@@ -218,7 +227,7 @@ def _one_step(model_dir, tmp_path, **switches) -> tuple[dict, dict, object]:
     policy_loss = switches.get("policy_loss", True)
     args = trainer_args(config, tmp_path, save=False)
     trainer = build_trainer(
-        model_dir, _rows(), args, ModelConfig(), get_reward(config.reward), "", policy_loss=policy_loss
+        model_dir, train_rows(), args, ModelConfig(), get_reward(config.reward), "", policy_loss=policy_loss
     )
     before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
     trainer.train()
@@ -269,7 +278,7 @@ def test_entropy_minimisation_trains_without_a_reward_and_lowers_the_entropy(tin
                          num_generations=4, per_device_train_batch_size=4, max_completion_length=8, max_steps=3,
                          save_steps=3, temperature=1.0)  # fmt: skip
     args = trainer_args(config, tmp_path, save=False)
-    trainer = build_trainer(tiny_model, _rows(), args, ModelConfig(), get_reward("format"), "",
+    trainer = build_trainer(tiny_model, train_rows(), args, ModelConfig(), get_reward("format"), "",
                             trainer_class=EntropyMinimizationTrainer)  # fmt: skip
     text = AutoTokenizer.from_pretrained(tiny_model)("What is 12 times 7? The answer is 84.", return_tensors="pt")
 
@@ -287,31 +296,6 @@ def test_entropy_minimisation_trains_without_a_reward_and_lowers_the_entropy(tin
         TrainConfig(algorithm="entropy_min", entropy_coef=0.01)
 
 
-def _train_params(tmp_path, **train) -> None:
-    params = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
-    params["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    values = dict(reward="epoch_rewards:text_reward", num_generations=2, per_device_train_batch_size=4)
-    values.update(max_completion_length=6, max_steps=6, save_steps=2, sample_steps=3, learning_rate=1e-3)
-    params["train"].update({**values, **train})
-    parse_params(params)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    write_rows(tmp_path / "train.jsonl", _rows(2))
-
-
-def _run_train(tmp_path, model, out: str, env=None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pipelines.train", "--params", "params.yaml", "--model", str(model)]
-    environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **(env or {})}
-    environment.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [*command, "--data", "train.jsonl", "--out", out],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=environment,
-    )
-
-
 def _final_weights(run_dir: Path) -> dict:
     return load_file(checkpoints(run_dir)[-1][1] / "model.safetensors")
 
@@ -320,15 +304,15 @@ def _final_weights(run_dir: Path) -> dict:
 def test_killed_training_resumes_from_its_last_complete_checkpoint(tiny_model, tmp_path):
     """A kill campaign: the run killed (like SIGKILL: no clean-up at all) at 5 seeded random points, rerun after
     each; in the end the same per-step rewards and the same final weights as an uninterrupted run."""
-    _train_params(tmp_path)
-    whole = _run_train(tmp_path, tiny_model, "whole")
+    train_params(tmp_path)
+    whole = run_train(tmp_path, tiny_model, "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
     points = random.Random(7).choices(range(1, 4), k=5)  # the n-th reward call (= step) after each start
     for point in points:
-        killed = _run_train(tmp_path, tiny_model, "resumed", {"RLVR_TEST_CRASH_AT_CALL": str(point)})
+        killed = run_train(tmp_path, tiny_model, "resumed", {"RLVR_TEST_CRASH_AT_CALL": str(point)})
         assert killed.returncode in (0, 3), killed.stderr[-3000:]  # 0: the run ended before the point
     (tmp_path / "resumed" / "checkpoint-8").mkdir(exist_ok=True)  # as if killed while writing a checkpoint
-    resumed = _run_train(tmp_path, tiny_model, "resumed")
+    resumed = run_train(tmp_path, tiny_model, "resumed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     print("kill points (reward call after each start):", points)
     for run in ("whole", "resumed"):
@@ -346,9 +330,9 @@ def test_killed_training_resumes_from_its_last_complete_checkpoint(tiny_model, t
 def test_two_trainings_with_the_same_seed_give_identical_weights(tiny_model, tmp_path):
     """Reproducible training: the same settings and seed twice (sampled rollouts, a varying reward, Adam) end in
     bit-identical weights and the same per-step log."""
-    _train_params(tmp_path, max_steps=3, save_steps=3, sample_steps=0)
+    train_params(tmp_path, max_steps=3, save_steps=3, sample_steps=0)
     for run in ("first", "second"):
-        result = _run_train(tmp_path, tiny_model, run)
+        result = run_train(tmp_path, tiny_model, run)
         assert result.returncode == 0, result.stderr[-3000:]
     first, second = (_final_weights(tmp_path / run) for run in ("first", "second"))
     initial = load_file(tiny_model / "model.safetensors")
@@ -358,29 +342,10 @@ def test_two_trainings_with_the_same_seed_give_identical_weights(tiny_model, tmp
     assert [e["reward"] for e in logs[0]] == [e["reward"] for e in logs[1]] and len(logs[0]) == 3
 
 
-def _mlflow_runs(tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("one-shot-rlvr-smoke")
-    return client, client.search_runs([experiment.experiment_id])
-
-
-def _train_command(model) -> list[str]:
-    return [sys.executable, "-m", "pipelines.train", "--params", "params.yaml", "--model", str(model),
-            "--data", "train.jsonl", "--out", "run"]  # fmt: skip
-
-
-def _train_env() -> dict:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
 @pytest.mark.integration
 def test_sigterm_marks_the_runs_killed_discards_the_unfinished_checkpoint_and_the_rerun_resumes(tiny_model, tmp_path):
-    _train_params(tmp_path, reward="epoch_rewards:slow_text_reward", max_steps=8)
-    process = subprocess.Popen(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), stdout=subprocess.PIPE,
+    train_params(tmp_path, reward="epoch_rewards:slow_text_reward", max_steps=8)
+    process = subprocess.Popen(train_command(tiny_model), cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while not checkpoints(tmp_path / "run") and time.monotonic() < deadline:
@@ -389,13 +354,13 @@ def test_sigterm_marks_the_runs_killed_discards_the_unfinished_checkpoint_and_th
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 143, output[-3000:]
     assert "stopped by SIGTERM" in output
-    _, runs = _mlflow_runs(tmp_path)
+    _, runs = mlflow_runs(tmp_path)
     statuses = {run.data.tags.get("rlvr.stage", "pipeline"): run.info.status for run in runs}
     assert statuses == {"train": "KILLED", "pipeline": "KILLED"}
     done = [step for step, _ in checkpoints(tmp_path / "run")]
     assert done and sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == [f"checkpoint-{s}" for s in done]
     assert not (tmp_path / "run" / ".writer.lock").exists()
-    rerun = subprocess.run(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), capture_output=True, text=True,
+    rerun = subprocess.run(train_command(tiny_model), cwd=tmp_path, env=train_env(), capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming the train run from run/checkpoint-{done[-1]}" in rerun.stderr
@@ -410,17 +375,17 @@ def test_tracking_server_unreachable_at_start_then_gone_mid_training(tiny_model,
 
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    _train_params(tmp_path, reward="epoch_rewards:slow_text_reward", max_steps=10, save_steps=5)
+    train_params(tmp_path, reward="epoch_rewards:slow_text_reward", max_steps=10, save_steps=5)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["mlflow"]["tracking_uri"] = uri
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     started = time.monotonic()
-    refused = _run_train(tmp_path, tiny_model, "run")
+    refused = run_train(tmp_path, tiny_model, "run")
     assert refused.returncode == 2 and time.monotonic() - started < 60
     assert refused.stderr.strip().splitlines()[-1].startswith(f"error: MLflow tracking server {uri} is unreachable")
     assert not (tmp_path / "run").exists()
     server = mlflow_server(tmp_path, port)
-    training = subprocess.Popen(_train_command(tiny_model), cwd=tmp_path, env=_train_env(), stdout=subprocess.PIPE,
+    training = subprocess.Popen(train_command(tiny_model), cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
     client = MlflowClient(uri)
 
@@ -450,8 +415,8 @@ def test_tracking_server_unreachable_at_start_then_gone_mid_training(tiny_model,
 def test_ppo_trains_on_cpu(tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    _train_params(tmp_path, algorithm="ppo", num_generations=1, per_device_train_batch_size=2, max_steps=2)
-    result = _run_train(tmp_path, tiny_model, "ppo")
+    train_params(tmp_path, algorithm="ppo", num_generations=1, per_device_train_batch_size=2, max_steps=2)
+    result = run_train(tmp_path, tiny_model, "ppo")
     assert result.returncode == 0, result.stderr[-3000:]
     log = read_records(tmp_path / "ppo" / "train_log.jsonl")
     assert [int(e["step"]) for e in log] == [1, 2]
@@ -492,8 +457,8 @@ def test_ppo_reward_model_grades_the_response(tiny_model):
 def test_two_processes_are_launched_from_the_stage_and_track_once(tiny_model, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    _train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=2)
-    result = _run_train(tmp_path, tiny_model, "launched")
+    train_params(tmp_path, num_processes=2, num_generations=2, per_device_train_batch_size=2, max_steps=2)
+    result = run_train(tmp_path, tiny_model, "launched")
     assert result.returncode == 0, result.stderr[-3000:]
     assert [int(e["step"]) for e in read_records(tmp_path / "launched" / "train_log.jsonl")] == [1, 2]
     assert [step for step, _ in checkpoints(tmp_path / "launched")] == [2]
@@ -515,7 +480,8 @@ def test_several_rewards_combine_with_their_weights_as_trl_defines(tiny_model, t
                          num_generations=4, per_device_train_batch_size=4, max_completion_length=6, max_steps=1,
                          save_steps=1)  # fmt: skip
     rewards = [get_reward(name) for name in config.rewards]
-    trainer = build_trainer(tiny_model, _rows(), trainer_args(config, tmp_path, save=False), ModelConfig(), rewards, "")
+    args = trainer_args(config, tmp_path, save=False)
+    trainer = build_trainer(tiny_model, train_rows(), args, ModelConfig(), rewards, "")
     trainer.train()
     [entry] = [e for e in trainer.state.log_history if "reward" in e]
     text, fmt = entry["rewards/text_reward/mean"], entry["rewards/format_reward/mean"]
@@ -534,8 +500,8 @@ def test_lora_training_writes_adapter_checkpoints_that_evaluate(tiny_model, tmp_
     from rlvr.stages.evaluate import Benchmark, run_evaluate
 
     peft = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
-    _train_params(tmp_path, max_steps=2, save_steps=2, sample_steps=0, peft=peft)
-    result = _run_train(tmp_path, tiny_model, "lora")
+    train_params(tmp_path, max_steps=2, save_steps=2, sample_steps=0, peft=peft)
+    result = run_train(tmp_path, tiny_model, "lora")
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = tmp_path / "lora" / "checkpoint-2"
     assert (checkpoint / "adapter_config.json").is_file() and not (checkpoint / "model.safetensors").exists()

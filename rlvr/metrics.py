@@ -35,6 +35,11 @@ def metric_name(kind: str, mode: str, bound: str = "", scope: str | None = None)
     return scoped(scope, name) if scope else name
 
 
+def accuracy_names(mode: str, scope: str | None = None) -> tuple[str, str, str]:
+    """The names of an accuracy under ``mode`` and of its 95% interval's bounds (:func:`metric_name`)."""
+    return tuple(metric_name("accuracy", mode, bound, scope) for bound in ("", "low", "high"))
+
+
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -145,9 +150,9 @@ def summarise(samples: list[dict], modes: tuple[str, ...]) -> dict[str, float]:
     for mode in modes:
         flags = [[bool(s[f"correct_{mode}"]) for s in group] for group in groups]
         scores = [sum(f) / len(f) for f in flags]
-        metrics[metric_name("accuracy", mode)] = statistics.fmean(scores)
-        low, high = accuracy_interval(scores)
-        metrics[metric_name("accuracy", mode, "low")], metrics[metric_name("accuracy", mode, "high")] = low, high
+        key, low, high = accuracy_names(mode)
+        metrics[key] = statistics.fmean(scores)
+        metrics[low], metrics[high] = accuracy_interval(scores)
         if k > 1:
             metrics[metric_name(f"pass_at_{k}", mode)] = statistics.fmean(pass_at_k(len(f), sum(f), k) for f in flags)
             metrics[metric_name(f"maj_at_{k}", mode)] = statistics.fmean(
@@ -263,7 +268,7 @@ def problem_scores(samples: list[dict], mode: str) -> dict[str, float]:
 def average_interval(metrics: list[dict], mode: str) -> tuple[float, float]:
     """95% interval of a benchmark average from each benchmark's interval (independent benchmarks, normal
     approximation: the half-widths combine in quadrature, divided by the number of benchmarks)."""
-    key, low, high = (metric_name("accuracy", mode, bound) for bound in ("", "low", "high"))
+    key, low, high = accuracy_names(mode)
     mean = statistics.fmean(m[key] for m in metrics)
     half = math.sqrt(sum(((m[high] - m[low]) / 2) ** 2 for m in metrics)) / len(metrics)
     return max(0.0, mean - half), min(1.0, mean + half)
@@ -278,10 +283,9 @@ def average_metrics(metrics: list[dict], modes: tuple[str, ...] = GRADING_MODES)
     (:func:`average_interval`), and of the response-shape shares and length."""
     average: dict[str, float] = {}
     for mode in modes:
-        key = metric_name("accuracy", mode)
+        key, low, high = accuracy_names(mode)
         average[key] = statistics.fmean(m[key] for m in metrics)
-        low, high = average_interval(metrics, mode)
-        average[metric_name("accuracy", mode, "low")], average[metric_name("accuracy", mode, "high")] = low, high
+        average[low], average[high] = average_interval(metrics, mode)
     for key in AVERAGED_SHAPES:
         if all(key in m for m in metrics):
             average[key] = statistics.fmean(m[key] for m in metrics)

@@ -14,7 +14,7 @@ from rlvr.config import Params, parse_ranks
 from rlvr.files import EvalDir, read_json, read_records, read_rows
 from rlvr.grading import GRADING_MODES
 from rlvr.lineage import git_commit
-from rlvr.metrics import AVERAGE, best_row, metric_name, scoped
+from rlvr.metrics import AVERAGE, accuracy_names, best_row, metric_name, scoped
 
 EXCLUDED_SUFFIXES = (".num_problems", ".samples_per_problem")
 STAYS_AT = 0.9  # the training accuracy a run must keep from some step on to count as saturated for good
@@ -51,7 +51,7 @@ class RunResult:
         """``(accuracy, low, high)`` (95% interval) of ``benchmark`` at ``step``; None where not evaluated."""
         if step is None:
             return None
-        value, low, high = (self.value(step, benchmark, metric_name("accuracy", mode, b)) for b in ("", "low", "high"))
+        value, low, high = (self.value(step, benchmark, name) for name in accuracy_names(mode))
         if value is None:
             return None
         return value, value if low is None else low, value if high is None else high
@@ -286,8 +286,7 @@ def chart_series(run: RunResult, mode: str) -> dict[int, dict[str, float]]:
     """By step, what the curated chart view (``tracking.share_charts_view``) draws for a pipeline run: each
     benchmark's and the average's accuracy under ``mode`` with its interval, and the training example's accuracy
     (the runs table lists pipeline runs; their stage runs hold the same series)."""
-    names = [AVERAGE, *run.benchmarks]
-    keys = [metric_name("accuracy", mode, bound, name) for name in names for bound in ("", "low", "high")]
+    keys = [key for name in [AVERAGE, *run.benchmarks] for key in accuracy_names(mode, name)]
     series = {step: {key: row[key] for key in keys if row.get(key) is not None} for step, row in run.evals.items()}
     for step, accuracy in run.train_accuracy.items():
         series.setdefault(step, {})["train.accuracy"] = accuracy

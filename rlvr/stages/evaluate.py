@@ -180,7 +180,7 @@ def flat_metrics(name: str, metrics: dict) -> dict[str, float]:
                 for metric, number in numbers.items():
                     flat[_metric_name(f"{name}.{key}.{group}.{metric}")] = float(number)
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
-            flat[f"{name}.{key}"] = float(value)
+            flat[scoped(name, key)] = float(value)
     return flat
 
 

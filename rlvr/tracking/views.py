@@ -10,7 +10,7 @@ import logging
 from mlflow.tracking import MlflowClient
 
 from rlvr.config import Params
-from rlvr.metrics import AVERAGE, metric_name
+from rlvr.metrics import AVERAGE, accuracy_names
 from rlvr.tracking.runs import USER_TRACKING_URI, active_id
 
 logger = logging.getLogger("rlvr.tracking")
@@ -61,9 +61,8 @@ def share_charts_view(run_id: str, benchmarks: list[str], mode: str) -> None:
     section = "rlvr-heldout"
     charts = [_line_chart("rlvr-train", section, "training example: accuracy of the rollouts", ["train.accuracy"])]
     for name in [AVERAGE, *benchmarks]:
-        keys = [metric_name("accuracy", mode, bound, name) for bound in ("", "low", "high")]
         title = f"{name}: held-out accuracy ({mode}) with its 95% interval"
-        charts.append(_line_chart(f"rlvr-{name}", section, title, keys))
+        charts.append(_line_chart(f"rlvr-{name}", section, title, list(accuracy_names(mode, name))))
     sections = [{"uuid": section, "name": "Held-out accuracy by step", "display": True}] + [
         {"uuid": f"rlvr-{name.split()[0].lower()}", "name": name, "display": False} for name in GENERATED_SECTIONS
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -54,7 +55,8 @@ def load(args: argparse.Namespace) -> Params | None:
         if args.overrides:
             raise ConfigError("--set needs a params file (--params)")
         return None
-    params = load_params(args.params, parse_overrides(args.overrides))
+    # under dvc repro (DVC_STAGE set) the params file must hold every key: DVC tracks those written in it
+    params = load_params(args.params, parse_overrides(args.overrides), whole="DVC_STAGE" in os.environ)
     paths = {key[len("path_") :]: value for key, value in vars(args).items() if key.startswith("path_") and value}
     return params.model_copy(update={"paths": params.paths.model_copy(update=paths)}) if paths else params
 

@@ -640,15 +640,42 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Params:
-    """Read and validate a params YAML file, with ``overrides`` (nested sections) merged in first."""
+# an algorithm's TRL options replace those of the file (or cell) they override: they are the trainer's own
+REPLACED = ("trl",)
+
+
+def read_params_values(path: str | Path, where: str = "params file", _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A params file's values, not yet checked. A file may name a ``base:`` params file (relative to itself) and state
+    only what differs: its values are merged into the base's (mappings key by key, ``trl`` whole)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"params file not found: {path}")
+        raise InputError(f"{where} not found: {path}")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+    if not isinstance(values, dict) or "base" not in values:
+        return values
+    base = values.pop("base")
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: the path of a params file, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: base: {base} names a file that is based on this one")
+    parent = read_params_values(base_path, f"{path}: base", (*_seen, path.resolve()))
+    return merge(parent, values, REPLACED)
+
+
+def load_params(path: str | Path, overrides: dict[str, Any] | None = None, whole: bool = False) -> Params:
+    """Read and validate a params YAML file (with its ``base:`` files), with ``overrides`` (nested sections)
+    merged in first; ``whole``: the file may not name a base (DVC tracks the keys written in it)."""
+    path = Path(path)
+    values = read_params_values(path)
+    if whole and "base" in (yaml.safe_load(path.read_text()) or {}):
+        raise ConfigError(
+            f"{path}: base: DVC tracks only the keys written in this file, not its base's; write the params whole "
+            "into it instead (python -m rlvr.config PRESET > params.yaml)"
+        )
     try:
         return parse_params(merge(values, overrides or {}))
     except ConfigError as error:
@@ -685,4 +712,15 @@ def reference_table() -> str:
 
 
 if __name__ == "__main__":
-    print(reference_table())
+    # python -m rlvr.config: the params reference; python -m rlvr.config FILE: FILE with its base files merged in,
+    # checked, every key written out (what `dvc repro` needs in params.yaml: DVC tracks the keys written there)
+    import sys
+
+    if len(sys.argv) == 1:
+        print(reference_table())
+    else:
+        try:
+            params = parse_params(read_params_values(sys.argv[1]))
+        except (ConfigError, InputError) as error:
+            sys.exit(f"error: {error}")
+        print(yaml.safe_dump(to_dict(params), sort_keys=False), end="")

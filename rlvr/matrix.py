@@ -10,6 +10,7 @@ A matrix file names a base params file and, per axis, named overrides of it::
       pi1: {select: {ranks: "1"}}
     algorithms:                      # the train section only
       grpo: {train: {algorithm: grpo}}
+      ppo: {overlay: ppo_preset.yaml}  # the train settings a preset overlay writes itself (not its base's)
     report: {headline_mode: strict}  # the cross-family report (report section)
     mlflow: {experiment: families}   # optional: one MLflow store and experiment for every cell
 
@@ -41,12 +42,11 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from rlvr.config import Params, Paths, ReportConfig, describe, merge, parse_params
+from rlvr.config import REPLACED, Params, Paths, ReportConfig, describe, merge, parse_params, read_params_values
 from rlvr.errors import ConfigError, InputError
 from rlvr.files import EvalDir, read_json, write_json
 from rlvr.findings import BASE, CellOutputs, FindingsConfig, write_findings
@@ -57,7 +57,6 @@ logger = logging.getLogger(__name__)
 CELL_SECTIONS = ("select", "train", "evaluate", "report")  # the sections of the stages a cell runs on its own
 AXES = {"models": None, "example_sets": ("select",), "algorithms": ("train",), "cells": CELL_SECTIONS}
 NOT_OVERRIDABLE = ("paths", "mlflow")
-REPLACED = ("trl",)  # an algorithm's TRL options replace the base's (they are the trainer's own)
 # a model's outputs, shared by its cells: its first stages' and the evaluation results by key (its base model's)
 MODEL_PATHS = (*(key for stage in STAGES if stage.per_model for key in stage.writes), "eval_store")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -121,12 +120,25 @@ def _axis(spec: dict, axis: str, where: Path | str) -> dict[str, dict]:
         if not isinstance(override or {}, dict):
             raise ConfigError(f"{where}: {axis}.{name} must be a mapping of params sections")
         for section in override or {}:
-            if axis == "models" and section in ("base", "cells"):
+            if (axis == "models" and section in ("base", "cells")) or (axis != "models" and section == "overlay"):
                 continue
             if section in NOT_OVERRIDABLE or (allowed is not None and section not in allowed):
                 may = ", ".join(allowed) if allowed else f"any section but {', '.join(NOT_OVERRIDABLE)}"
                 raise ConfigError(f"{where}: {axis}.{name}.{section}: {axis} may set {may}")
     return {str(name): override or {} for name, override in entries.items()}
+
+
+def _overlaid(entry: dict, axis: str, folder: Path, where: str) -> dict:
+    """An axis entry with ``overlay: FILE``: the settings that params file (a preset overlay) writes itself in the
+    sections this axis may set, then the entry's own; so a matrix takes a preset's difference without restating it."""
+    if "overlay" not in entry:
+        return entry
+    entry = dict(entry)
+    file = folder / entry.pop("overlay")
+    if not file.is_file():
+        raise InputError(f"{where}.overlay: params file not found: {file}")
+    own = yaml.safe_load(file.read_text()) or {}
+    return merge({section: own[section] for section in AXES[axis] if section in own}, entry, REPLACED)
 
 
 def cell_paths(root: str, model: str, variant: str, base: dict) -> dict[str, str]:
@@ -137,12 +149,6 @@ def cell_paths(root: str, model: str, variant: str, base: dict) -> dict[str, str
         relative = Path(value).relative_to("outputs") if value.startswith("outputs/") else Path(value).name
         paths[key] = f"{folder}/{relative}"
     return paths
-
-
-def _params_file(path: Path, where: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{where}: params file not found: {path}")
-    return yaml.safe_load(path.read_text()) or {}
 
 
 def load_matrix(path: str | Path, overrides: dict | None = None) -> Matrix:
@@ -157,9 +163,11 @@ def load_matrix(path: str | Path, overrides: dict | None = None) -> Matrix:
         raise ConfigError(f"{path}: unknown matrix key: {sorted(unknown)[0]}")
     if "base" not in spec:
         raise ConfigError(f"{path}: base (the params file every cell starts from) is missing")
-    base = _params_file(path.parent / spec["base"], f"{path}: base")
+    base = read_params_values(path.parent / spec["base"], f"{path}: base")
     root = str(spec.get("root", "outputs/matrix")).rstrip("/")
     axes = {axis: _axis(spec, axis, path) for axis in AXES}
+    for axis in ("example_sets", "algorithms", "cells"):
+        axes[axis] = {name: _overlaid(e, axis, path.parent, f"{path}: {axis}.{name}") for name, e in axes[axis].items()}
     if axes["cells"]:  # named cells: each one's overrides, one after the model's
         variants = [(name, [override]) for name, override in axes["cells"].items()]
     else:
@@ -169,8 +177,8 @@ def load_matrix(path: str | Path, overrides: dict | None = None) -> Matrix:
     cells = []
     for (model, m), (variant, layers) in itertools.product(axes["models"].items(), variants):
         m = {key: value for key, value in m.items() if key != "cells"}
-        model_base = _params_file(path.parent / m.pop("base"), f"{path}: models.{model}.base") if "base" in m else base
-        values = merge(model_base, m)
+        where = f"{path}: models.{model}.base"
+        values = merge(read_params_values(path.parent / m.pop("base"), where) if "base" in m else base, m)
         for layer in [*layers, own[model].get(variant, {})]:
             values = merge(values, layer, replace=REPLACED)
         values = merge(values, overrides or {})

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import ROOT, run_module
 
-from rlvr.config import Params, load_params, merge, parse_overrides, parse_params, reference_table
+from rlvr.config import Params, load_params, merge, parse_overrides, parse_params, read_params_values, reference_table
 from rlvr.errors import ConfigError, InputError
 from rlvr.stages import NAMES
 
@@ -73,8 +73,8 @@ def test_cli_missing_input_file_is_named(tmp_path):
 def test_every_shipped_params_file_holds_the_params_dvc_tracks():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     tracked = {key for stage in stages.values() for key in stage.get("params", [])}
-    for path in PARAMS_FILES:
-        values = yaml.safe_load(path.read_text())
+    for path in PARAMS_FILES:  # a preset overlay with its base merged in: what params.yaml holds for dvc repro
+        values = read_params_values(path)
         for key in tracked:
             node = values
             for part in key.split("."):
@@ -195,3 +195,65 @@ def test_params_reference_in_the_readme_is_generated_from_the_field_help():
     for section, field in Params.model_fields.items():
         for name, info in field.annotation.model_fields.items():
             assert info.description, f"{section}.{name} has no help text"
+
+
+def test_a_params_file_states_only_what_differs_from_its_base(tmp_path):
+    """``base:`` (relative to the file naming it) is merged under the file's values, mappings key by key and an
+    algorithm's ``trl`` options whole; a missing base or a circle of bases is one line naming the file."""
+    (tmp_path / "presets").mkdir()
+    base = {"train": {"max_steps": 7, "learning_rate": 1e-5, "trl": {"vllm_gpu_memory_utilization": 0.3}}}
+    (tmp_path / "presets" / "base.yaml").write_text(yaml.safe_dump(base))
+    overlay = {"base": "base.yaml", "train": {"learning_rate": 3e-5, "trl": {"top_entropy_quantile": 0.5}}}
+    (tmp_path / "presets" / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    (tmp_path / "presets" / "twice.yaml").write_text(yaml.safe_dump({"base": "overlay.yaml", "select": {"seed": 3}}))
+    values = read_params_values(tmp_path / "presets" / "twice.yaml")
+    assert values == {
+        "train": {"max_steps": 7, "learning_rate": 3e-5, "trl": {"top_entropy_quantile": 0.5}},
+        "select": {"seed": 3},
+    }
+    params = load_params(tmp_path / "presets" / "twice.yaml")
+    assert (params.train.max_steps, params.train.learning_rate, params.select.seed) == (7, 3e-5, 3)
+
+    (tmp_path / "lost.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(InputError, match="lost.yaml: base not found: .*nowhere.yaml"):
+        load_params(tmp_path / "lost.yaml")
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="names a file that is based on this one"):
+        load_params(tmp_path / "a.yaml")
+
+
+def test_a_preset_written_whole_is_the_preset_and_dvc_stages_refuse_an_overlay(tmp_path):
+    """``python -m rlvr.config PRESET > params.yaml`` gives the same params with every key written (what DVC
+    tracks); a DVC stage given an overlay stops with one line, exit 2, before it writes anything."""
+    preset = ROOT / "configs" / "paper" / "qwen25_math_7b_pi1.yaml"
+    written = run_module(ROOT, "rlvr.config", str(preset))  # its accelerate configs are checked from the root
+    assert written.returncode == 0, written.stderr
+    (tmp_path / "params.yaml").write_text(written.stdout)
+    assert load_params(tmp_path / "params.yaml", whole=True) == load_params(preset)
+    refused = run_module(tmp_path, "pipelines.data", "--params", str(preset), env={"DVC_STAGE": "data"})
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith(f"error: {preset}: base: DVC tracks only the keys")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_the_paper_matrix_states_what_the_presets_say():
+    """Each cell of configs/matrix/paper.yaml that has a preset runs exactly that preset's settings (paths and the
+    MLflow experiment aside), and the matrix's report grades as the presets do: the two never drift apart."""
+    from rlvr.matrix import load_matrix
+
+    matrix = load_matrix(ROOT / "configs" / "matrix" / "paper.yaml")
+    cells = {cell.name: cell.params for cell in matrix.cells}
+    preset_of = {
+        "qwen25-math-1.5b/pi1-grpo": "qwen25_math_1.5b_pi1",
+        "qwen25-math-1.5b/pi13-grpo": "qwen25_math_1.5b_pi13",
+        "qwen25-math-1.5b/pi1-ppo": "ppo_qwen25_math_1.5b_pi1",
+        "qwen25-math-7b/pi1-grpo": "qwen25_math_7b_pi1",
+        "llama32-3b-instruct/pi1-grpo": "llama32_3b_instruct_pi1",
+        "r1-distill-qwen-1.5b/pi1-grpo": "r1_distill_qwen_1.5b_pi1",
+    }
+    assert set(preset_of) <= set(cells) and len(cells) == 16
+    for name, preset in preset_of.items():
+        expected = load_params(ROOT / "configs" / "paper" / f"{preset}.yaml").model_dump(exclude={"paths", "mlflow"})
+        assert cells[name].model_dump(exclude={"paths", "mlflow"}) == expected, (name, preset)
+    assert {params.report.headline_mode for params in cells.values()} == {matrix.report.headline_mode}

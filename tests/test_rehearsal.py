@@ -19,13 +19,12 @@ import statistics
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import require, require_vllm
 from helpers import PRESETS
 from scipy.stats import binomtest
 
 from rlvr import stages, tracking
-from rlvr.config import load_params, parse_overrides
+from rlvr.config import load_params, parse_overrides, read_params_values
 from rlvr.files import read_json, read_records, read_rows, write_json
 from rlvr.stages.report.tables import PAPER_BENCHMARKS, average_of, load_reference, reference_for
 
@@ -58,7 +57,7 @@ def official_format_history(path: Path) -> None:
 
 def miniature(preset: Path, model: Path, data: Path, history: Path, work: Path) -> list[str]:
     """The ``--set`` overrides that run ``preset`` in miniature here (what each one changes, and why)."""
-    values = yaml.safe_load(preset.read_text())
+    values = read_params_values(preset)
     rollouts = min(values["train"]["num_generations"], ROLLOUTS)  # PPO: 1
     overrides = [
         f"model.source={model}",  # the tiny model for the preset's

@@ -49,8 +49,8 @@ from pydantic import ValidationError
 from rlvr.config import REPLACED, Params, Paths, ReportConfig, describe, merge, parse_params, read_params_values
 from rlvr.errors import ConfigError, InputError
 from rlvr.files import EvalDir, read_json, write_json
-from rlvr.findings import BASE, CellOutputs, FindingsConfig, write_findings
 from rlvr.stages import STAGES
+from rlvr.stages.report.findings import BASE, CellOutputs, FindingsConfig, write_findings
 
 logger = logging.getLogger(__name__)
 

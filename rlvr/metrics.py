@@ -42,6 +42,7 @@ def accuracy_names(mode: str, scope: str | None = None) -> tuple[str, str, str]:
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 BOOTSTRAP_RESAMPLES = 2000
+ALPHA = 0.05  # the significance level of the paired tests, in the report and the findings
 
 REFLECTION_WORDS = ("rethink", "recheck", "recalculate")
 # share metrics of a benchmark and the sample flag each counts: a final \boxed{} with content, the token budget
@@ -259,10 +260,25 @@ def paired_test(before: dict[str, float], after: dict[str, float]) -> dict[str, 
 
 def problem_scores(samples: list[dict], mode: str) -> dict[str, float]:
     """Per problem (by id), the share of its samples graded correct under ``mode``."""
+    return problem_shares(samples, f"correct_{mode}")
+
+
+def problem_shares(samples: list[dict], flag: str) -> dict[str, float]:
+    """Per problem (by id), the share of its samples whose ``flag`` is true (``correct_<mode>``, ``boxed``, ...)."""
     flags: dict[str, list[bool]] = defaultdict(list)
     for sample in samples:
-        flags[str(sample["id"])].append(bool(sample[f"correct_{mode}"]))
+        flags[str(sample["id"])].append(bool(sample[flag]))
     return {key: sum(values) / len(values) for key, values in flags.items()}
+
+
+def paired_difference_interval(before: dict[str, float], after: dict[str, float]) -> tuple[float, float]:
+    """95% interval of the mean paired difference (after - before) over the shared problems: the normal one of the
+    per-problem differences; (nan, nan) with fewer than two problems."""
+    differences = [after[key] - before[key] for key in before if key in after]
+    if len(differences) < 2:
+        return math.nan, math.nan
+    mean, half = statistics.fmean(differences), Z_95 * statistics.stdev(differences) / math.sqrt(len(differences))
+    return mean - half, mean + half
 
 
 def average_interval(metrics: list[dict], mode: str) -> tuple[float, float]:

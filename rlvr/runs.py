@@ -74,9 +74,8 @@ class RunResult:
         return None if best is None else best["step"]
 
     def saturation_step(self) -> int | None:
-        """The first step at which the training example's accuracy (graded on its own, whatever the reward)
-        reaches 100%."""
-        return next((s for s, v in sorted(self.train_accuracy.items()) if v >= 1.0), None)
+        """The first step at which the training example's accuracy reaches 100% (:func:`saturation_step`)."""
+        return saturation_step(self.train_accuracy)
 
     def stays_saturated_from(self, level: float = STAYS_AT) -> int | None:
         """The first step from which the training example's accuracy stays at ``level`` or more to the end of
@@ -134,6 +133,22 @@ def paper_setting(pool: str, method: str, ranks: str, reward: str, whole_pool: b
     return "{" + ", ".join(f"pi_{r}" for r in parse_ranks(ranks)) + "}" if method == "std" else None
 
 
+def read_train_log(train_dir: str | Path) -> list[dict] | None:
+    """A training's per-step log (``train_log.jsonl``), None where it has not written one."""
+    path = Path(train_dir) / "train_log.jsonl"
+    return read_records(path) if path.is_file() else None
+
+
+def train_accuracy(train_log: list[dict]) -> dict[int, float]:
+    """The training example's accuracy by step (graded on its own, whatever the reward)."""
+    return {int(row["step"]): float(row["accuracy"]) for row in train_log if "accuracy" in row}
+
+
+def saturation_step(accuracy: dict[int, float]) -> int | None:
+    """The first step at which the training example's accuracy reaches 100% (saturation)."""
+    return next((step for step, value in sorted(accuracy.items()) if value >= 1.0), None)
+
+
 def evals_from_rows(rows: list[dict]) -> dict[int, dict[str, float]]:
     """``{step: {"<benchmark>.<metric>": value}}`` from ``by_step.json`` rows (or flat MLflow metrics)."""
 
@@ -153,8 +168,7 @@ def from_outputs(
     selected = list(dict.fromkeys(row["id"] for row in selection))
     examples = ",".join(selected)
     whole_pool = Path(params.paths.pool).is_file() and len(selected) == len(read_rows(params.paths.pool))
-    log_path = Path(train_dir) / "train_log.jsonl"
-    train_log = read_records(log_path) if log_path.is_file() else []
+    train_log = read_train_log(train_dir)
     return RunResult(
         name=name or f"{Path(params.model.source).name} · {examples}",
         model=params.model.source,
@@ -166,9 +180,9 @@ def from_outputs(
         ),
         max_new_tokens=params.evaluate.max_new_tokens,
         reference_model=params.report.reference_model,
-        train_accuracy={int(e["step"]): float(e["accuracy"]) for e in train_log if "accuracy" in e},
+        train_accuracy=train_accuracy(train_log or []),
         evals=evals_from_rows(read_json(EvalDir(eval_dir).by_step)),
-        partial=None if log_path.is_file() else f"training in {train_dir} has not finished",
+        partial=None if train_log is not None else f"training in {train_dir} has not finished",
         computed_on=EvalDir(eval_dir).computed_on(),
         commit=git_commit(),
     )

@@ -10,9 +10,17 @@ from conftest import ROOT
 
 from rlvr.config import ConfigError
 from rlvr.files import write_rows
-from rlvr.findings import Claim, FindingsConfig, Scores, check_claim, compare, findings_rows, write_findings
 from rlvr.matrix import load_matrix
 from rlvr.metrics import mcnemar_exact
+from rlvr.stages.report.findings import (
+    Claim,
+    FindingsConfig,
+    Scores,
+    check_claim,
+    compare,
+    findings_rows,
+    write_findings,
+)
 
 FINDINGS = ROOT / "configs" / "matrix" / "findings.yaml"
 BENCHMARKS = ["arith1", "units"]
@@ -69,7 +77,7 @@ def test_the_paired_comparison_counts_discordant_problems():
 def _cell(root: Path, name: str, right: dict[int, int], train: dict[int, float] | None = None, n: int = 60,
           signal: bool = True):  # fmt: skip
     """A cell's outputs: at each step, the first ``right[step]`` problems of each benchmark answered right."""
-    from rlvr.findings import CellOutputs
+    from rlvr.stages.report.findings import CellOutputs
 
     for step, count in right.items():
         for bench in BENCHMARKS:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlvr.metrics import ALPHA
 from rlvr.runs import RunResult
 from rlvr.stages.report import figures
 from rlvr.stages.report.blocks import Block, Figure, Heading, Items, Paragraph, Table
 from rlvr.stages.report.tables import (
-    ALPHA,
     CUT_WARNING,
     PAPER_MODE,
     accuracy_table,

@@ -18,7 +18,7 @@ FIGURE_SIZE = (8, 4.5)
 ACCURACY_LIMITS = (-0.02, 1.05)
 
 
-def _label(axis, title: str, ylabel: str, ylim: tuple[float, float] | None = None) -> None:
+def label_axes(axis, title: str, ylabel: str, ylim: tuple[float, float] | None = None) -> None:
     """Title, axis labels (x: training step) and grid of one plot."""
     axis.set(title=title, xlabel="training step", ylabel=ylabel)
     if ylim is not None:
@@ -26,9 +26,11 @@ def _label(axis, title: str, ylabel: str, ylim: tuple[float, float] | None = Non
     axis.grid(alpha=0.3)
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
+    """The figure as a PNG at ``path`` (folders made), then closed."""
     for axis in figure.axes:
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # training steps are whole numbers
+        if axis.get_xlabel() == "training step":
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # training steps are whole numbers
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -63,9 +65,9 @@ def run_figure(run: RunResult, mode: str, path: Path) -> None:
         axis.axvline(post.step, color="gray", linestyle="--", label=f"100% training accuracy at step {post.step}")
         axis.text(post.step, 0.94, f" {note}", va="top", fontsize=8, color="dimgray")
     title = f"Run {run.name}: accuracy by step ({mode} grading, 95% intervals)"
-    _label(axis, title, "accuracy (share correct)", ACCURACY_LIMITS)
+    label_axes(axis, title, "accuracy (share correct)", ACCURACY_LIMITS)
     axis.legend(fontsize=7, loc="center right")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def overlay_figure(runs: list[RunResult], mode: str, path: Path) -> None:
@@ -78,10 +80,10 @@ def overlay_figure(runs: list[RunResult], mode: str, path: Path) -> None:
         axis.plot(
             train, [run.train_accuracy[s] for s in train], ":", color=colour, label=f"{run.name}: training example"
         )
-    _label(axis, f"All runs: accuracy by step ({mode} grading, 95% intervals)", "accuracy (share correct)")
+    label_axes(axis, f"All runs: accuracy by step ({mode} grading, 95% intervals)", "accuracy (share correct)")
     axis.set_ylim(*ACCURACY_LIMITS)
     axis.legend(fontsize=7)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def _mean_by_step(axis, runs: list[RunResult], metric: str) -> None:
@@ -99,15 +101,15 @@ def shape_figure(runs: list[RunResult], path: Path) -> None:
         (axes[2], "reflection_share", "Responses that self-reflect\n(rethink/recheck/recalculate)"),
     ):
         _mean_by_step(axis, runs, metric)
-        _label(axis, title, "share of responses", ACCURACY_LIMITS)
+        label_axes(axis, title, "share of responses", ACCURACY_LIMITS)
     axes[0].legend(fontsize=7)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def length_figure(runs: list[RunResult], path: Path) -> None:
     """Mean response length (tokens, mean over benchmarks) by step, every run."""
     figure, axis = plt.subplots(figsize=FIGURE_SIZE)
     _mean_by_step(axis, runs, "mean_response_length")
-    _label(axis, "Mean response length by step", "response length (tokens)")
+    label_axes(axis, "Mean response length by step", "response length (tokens)")
     axis.legend(fontsize=7)
-    _save(figure, path)
+    save_figure(figure, path)

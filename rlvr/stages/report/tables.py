@@ -9,10 +9,9 @@ from pathlib import Path
 import yaml
 
 from rlvr.grading import GRADING_MODES as MODES
-from rlvr.metrics import AVERAGE, metric_name
+from rlvr.metrics import ALPHA, AVERAGE, metric_name
 from rlvr.runs import RunResult
 
-ALPHA = 0.05  # significance level of the paired tests
 PAPER_MODE = "official"  # the paper's numbers come from its evaluation harness
 PAPER_BENCHMARKS = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25")  # its average's six
 CUT_WARNING = 0.10  # a base cut share above this on a benchmark: its gain is confounded with the budget

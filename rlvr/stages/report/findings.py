@@ -6,7 +6,9 @@ Numbers pool every held-out problem of the evaluated suites (equal sizes: the sa
 comparison is paired: the same problems, one greedy sample each, an exact McNemar test; the difference's
 interval is the normal one of the per-problem differences. Verdicts: ``reproduced`` where the difference goes the
 claimed way at p < 0.05, ``not reproduced`` where it goes the other way at p < 0.05, else ``inconclusive at this
-size``. No correction for the number of claims tested: read a p-value near 0.05 as weak.
+size``. No correction for the number of claims tested: read a p-value near 0.05 as weak. Every statistic
+(intervals, the paired test, per-problem scores, saturation) and every reader is the report's own (``rlvr.metrics``,
+``rlvr.runs``), so the findings and the report cannot disagree on one.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlvr.config import GradingMode
 from rlvr.files import EvalDir, read_records
-from rlvr.metrics import Z_95, mcnemar_exact, wilson_interval
+from rlvr.metrics import ALPHA, accuracy_interval, paired_difference_interval, paired_test, problem_shares
+from rlvr.runs import read_train_log, saturation_step, train_accuracy
+from rlvr.stages.report.tables import p_text, pct
 
 BASE = "base"  # the model before training: step 0 of any cell
-SIGNIFICANCE = 0.05
 
 
 class Claim(BaseModel):
@@ -69,7 +72,8 @@ class Scores:
         return statistics.fmean(self.values.values()) if self.values else math.nan
 
     def interval(self) -> tuple[float, float]:
-        return wilson_interval(round(sum(self.values.values())), len(self.values))
+        """The 95% interval of the mean (``rlvr.metrics.accuracy_interval``: Wilson, or a bootstrap for shares)."""
+        return accuracy_interval(list(self.values.values())) if self.values else (math.nan, math.nan)
 
 
 @dataclass(frozen=True)
@@ -87,23 +91,20 @@ class Comparison:
     def verdict(self, direction: int = 1) -> str:
         """``reproduced`` where the difference has the claimed sign (``direction``) at p < 0.05, ``not
         reproduced`` where it has the other, else ``inconclusive at this size``."""
-        if self.p_value >= SIGNIFICANCE or self.difference == 0:
+        if self.p_value >= ALPHA or self.difference == 0:
             return "inconclusive at this size"
         return "reproduced" if (self.difference > 0) == (direction > 0) else "not reproduced"
 
 
 def compare(first: Scores, second: Scores) -> Comparison:
-    """The paired comparison of two sets of per-problem outcomes (see module docstring)."""
+    """``first`` against ``second`` on their shared problems: the report's paired test (``rlvr.metrics.paired_test``:
+    exact McNemar, or a paired bootstrap for shares) and the normal interval of the per-problem differences."""
     ids = [key for key in first.values if key in second.values]
-    a, b = [first.values[i] for i in ids], [second.values[i] for i in ids]
-    differences = [x - y for x, y in zip(a, b, strict=True)]
-    mean = statistics.fmean(differences) if ids else math.nan
-    half = Z_95 * statistics.stdev(differences) / math.sqrt(len(ids)) if len(ids) > 1 else math.nan
-    only_first = sum(x > y for x, y in zip(a, b, strict=True))
-    only_second = sum(y > x for x, y in zip(a, b, strict=True))
-    p_value = mcnemar_exact(only_second, only_first) if ids else 1.0
     shared_first, shared_second = Scores({i: first.values[i] for i in ids}), Scores({i: second.values[i] for i in ids})
-    return Comparison(shared_first, shared_second, mean, mean - half, mean + half, p_value, len(ids))
+    test = paired_test(shared_second.values, shared_first.values)
+    low, high = paired_difference_interval(shared_second.values, shared_first.values)
+    difference, p_value = test.get("gain", math.nan), test.get("p_value", 1.0)
+    return Comparison(shared_first, shared_second, difference, low, high, p_value, len(ids))
 
 
 @dataclass(frozen=True)
@@ -122,18 +123,14 @@ class CellOutputs:
     def scores(self, step: int, metric: str, mode: str) -> Scores:
         """Per problem, its outcome at ``step``: correct under ``mode`` (accuracy), or the sample flag."""
         flag = f"correct_{mode}" if metric == "accuracy" else metric  # else a sample's flag: boxed, reflection
-        per_problem: dict[str, list[float]] = {}
+        scores = {}
         for name in self.benchmarks:
-            for sample in read_records(EvalDir(self.eval_dir).samples(step, name)):
-                per_problem.setdefault(f"{name}:{sample['id']}", []).append(float(bool(sample[flag])))
-        return Scores({key: statistics.fmean(values) for key, values in per_problem.items()})
+            samples = read_records(EvalDir(self.eval_dir).samples(step, name))
+            scores |= {f"{name}:{key}": share for key, share in problem_shares(samples, flag).items()}
+        return Scores(scores)
 
     def train_log(self) -> list[dict]:
-        log = self.train_dir / "train_log.jsonl"
-        return read_records(log) if log.is_file() else []
-
-    def train_accuracy(self) -> dict[int, float]:
-        return {int(row["step"]): float(row["accuracy"]) for row in self.train_log() if "accuracy" in row}
+        return read_train_log(self.train_dir) or []
 
     def without_signal(self, step: int) -> int | None:
         """For GRPO, the number of steps up to ``step`` where some group's rewards differed is zero: how many steps
@@ -145,18 +142,14 @@ class CellOutputs:
         return len(rows)
 
 
-def percent(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
-
-
 def describe(scores: Scores) -> str:
     low, high = scores.interval()
-    return f"{percent(scores.mean)} [{percent(low)}, {percent(high)}]"
+    return f"{pct(scores.mean)} [{pct(low)}, {pct(high)}]"
 
 
 def describe_difference(comparison: Comparison) -> str:
-    p = "p < 0.001" if comparison.p_value < 0.001 else f"p {comparison.p_value:.3f}"
-    return f"{100 * comparison.difference:+.1f} [{100 * comparison.low:+.1f}, {100 * comparison.high:+.1f}] points, {p}"
+    d = comparison
+    return f"{100 * d.difference:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] points, p {p_text(d.p_value)}"
 
 
 @dataclass(frozen=True)
@@ -216,8 +209,8 @@ def check_claim(claim: Claim, model: str, cells: dict[str, CellOutputs], config:
 def _post_saturation(claim: Claim, outputs: CellOutputs, mode: str, row) -> Row:
     """Held-out accuracy from the last evaluation at or before the training example's saturation (100% training
     accuracy) to the last evaluated step."""
-    train, steps = outputs.train_accuracy(), outputs.steps()
-    saturated = next((s for s, v in sorted(train.items()) if v >= 1.0), None)
+    train, steps = train_accuracy(outputs.train_log()), outputs.steps()
+    saturated = saturation_step(train)
     if saturated is None:
         return row("the training example never reached 100% training accuracy", "inconclusive at this size")
     before = [s for s in steps if s <= saturated]
@@ -248,10 +241,7 @@ def families_row(rows: list[Row], claim: str) -> Row | None:
 
 def curve_figure(models: dict[str, dict[str, CellOutputs]], mode: str, path: Path) -> None:
     """Held-out accuracy (every problem pooled, 95% intervals) by step of every cell, one panel per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlvr.stages.report.figures import label_axes, plt, save_figure
 
     figure, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), squeeze=False)
     for axis, (model, cells) in zip(axes[0], models.items(), strict=True):
@@ -265,20 +255,14 @@ def curve_figure(models: dict[str, dict[str, CellOutputs]], mode: str, path: Pat
                       [high - m for m, (_, high) in zip(means, bounds, strict=True)]]  # fmt: skip
             axis.errorbar([s for s, _ in points], means, yerr=errors, fmt="o-", capsize=2, label=name,
                           color=f"C{index % 10}", alpha=0.85)  # fmt: skip
-        axis.set(title=f"{model}: held-out accuracy by step ({mode})", xlabel="training step", ylabel="accuracy")
-        axis.grid(alpha=0.3)
+        label_axes(axis, f"{model}: held-out accuracy by step ({mode})", "accuracy")
         axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def ablation_figure(models: dict[str, dict[str, CellOutputs]], config: FindingsConfig, path: Path) -> None:
     """Held-out accuracy of the base model and of the ablation cells at the comparison step (95% intervals)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlvr.stages.report.figures import plt, save_figure
 
     names = [BASE, *config.ablation]
     figure, axis = plt.subplots(figsize=(1.6 * len(names) * len(models) + 2, 4.5))
@@ -296,15 +280,13 @@ def ablation_figure(models: dict[str, dict[str, CellOutputs]], config: FindingsC
             errors[0].append(scores.mean - low)
             errors[1].append(high - scores.mean)
             positions.append(place + (index - (len(names) - 1) / 2) * width)
-        label = "base model" if name == BASE else f"{name} (step {config.step})"
-        axis.bar(positions, means, width, yerr=errors, capsize=3, label=label, color=f"C{index % 10}")
+        name_shown = "base model" if name == BASE else f"{name} (step {config.step})"
+        axis.bar(positions, means, width, yerr=errors, capsize=3, label=name_shown, color=f"C{index % 10}")
     axis.set_xticks(range(len(models)), list(models))
     axis.set(title=f"Loss ablation: held-out accuracy ({config.mode})", ylabel="accuracy")
     axis.grid(alpha=0.3, axis="y")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 FINDINGS_TABLE = ["claim", "model", "paper", "ours (95% interval; paired test)", "verdict"]
@@ -339,8 +321,8 @@ def write_findings(
             f"Each claim is a comparison of two cells of the findings matrix on the same held-out problems (every "
             f"problem of the evaluated suites pooled), at training step {config.step} unless the row says "
             f"otherwise, graded {config.mode}. Verdicts: reproduced where the difference goes the claimed way at "
-            f"p < {SIGNIFICANCE} (exact McNemar test), not reproduced where it goes the other way at p < "
-            f"{SIGNIFICANCE}, else inconclusive at this size. {len(rows)} rows: no correction for multiple tests."
+            f"p < {ALPHA} (exact McNemar test), not reproduced where it goes the other way at p < "
+            f"{ALPHA}, else inconclusive at this size. {len(rows)} rows: no correction for multiple tests."
         ),
         Table(FINDINGS_TABLE, [[r.claim, r.model, r.paper, r.ours, r.verdict] for r in rows]),
         Figure("findings-curves.png", "Held-out accuracy by step of every cell (95% intervals), one panel per model"),

@@ -18,7 +18,7 @@ from typing import Any
 
 from rlvr.config import MAX_PROMPT_TOKENS
 from rlvr.errors import ConfigError
-from rlvr.machine import cpu_has_native_bf16
+from rlvr.machine import attention_for, cpu_has_native_bf16
 from rlvr.metrics import Protocol, loops
 
 BACKENDS = ("transformers", "vllm")
@@ -162,7 +162,8 @@ class TransformersBackend:
             ((i, sample) for i in range(len(prompts)) for sample in range(protocol.num_samples)),
             key=lambda item: (len(encoded[item[0]]), item),
         )
-        outputs = self._decode([encoded[i] for i, _ in sequences], protocol, max_new_tokens, generator)
+        with attention_for(self.model.dtype):  # bfloat16 under the portable kernels on an AMX CPU (rlvr.machine)
+            outputs = self._decode([encoded[i] for i, _ in sequences], protocol, max_new_tokens, generator)
         texts = dict(zip(sequences, outputs, strict=True))
         return [[texts[(i, sample)] for sample in range(protocol.num_samples)] for i in range(len(prompts))]
 

@@ -11,6 +11,7 @@ recorded with every result (:func:`description`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -47,6 +48,24 @@ def cpu_info() -> tuple[str, frozenset[str]]:
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX); elsewhere False."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_info()[1])
+
+
+def attention_for(dtype) -> contextlib.AbstractContextManager:
+    """Where ``F.scaled_dot_product_attention`` may run in ``dtype``. torch's CPU flash attention packs bfloat16 and
+    float16 blocks for AMX where the CPU has it, code that only its AVX-512 kernels contain: under the portable
+    AVX2 kernels it fails from 128 positions on ("pack_vnni2 is only supported when avx512 is supported", torch
+    2.13). There the math backend attends instead (the same attention as matrix products and a softmax); float32,
+    other CPUs and GPUs keep the default choice."""
+    import torch
+
+    reduced = dtype in (torch.bfloat16, torch.float16)
+    if not reduced or torch.cuda.is_available() or "amx_bf16" not in cpu_info()[1]:
+        return contextlib.nullcontext()
+    if torch.backends.cpu.get_cpu_capability().lower() != "avx2":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def kernels() -> str | None:

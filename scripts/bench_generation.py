@@ -6,8 +6,8 @@
 The workload is what the evaluate stage does for one model: the base embedded model on the params file's
 generated suites (``data.suite_size`` problems each, validation split, greedy, the params' ``max_new_tokens``,
 ``batch_size``, ``loop_stop`` and ``evaluate.dtype``), generated and graded by the stage's own code
-(``rlvr.stages.evaluate.evaluate_models``): the transformers backend on its single-threaded workers, vLLM's CPU build
-in this process. Prints, and writes as JSON, per backend: the wall time of generation and grading, an engine's
+(``rlvr.stages.evaluate.Evaluation.evaluate``): the transformers backend on its single-threaded workers, vLLM's
+CPU build in this process. Prints, and writes as JSON, per backend: the wall time of generation and grading, an engine's
 start measured alone (the stage starts one per checkpoint), generated tokens per second without and with that start
 and their ratios to the first backend's, the share of the machine's matrix peak the generation reaches (the model's
 FLOPs a token, 2 x its multiplied parameters, against matrix products measured in the same run on every core, one
@@ -30,7 +30,7 @@ from rlvr.files import EvalDir, read_records, write_json, write_rows
 from rlvr.generator import SUITES, suite
 from rlvr.metrics import wilson_interval
 from rlvr.models import prepare_model
-from rlvr.stages.evaluate import Benchmark, evaluate_models, load_backend
+from rlvr.stages.evaluate import Benchmark, Evaluation, load_backend
 
 
 def _gemm_rate(dtype: str, seconds: float) -> float:
@@ -111,7 +111,7 @@ def main() -> None:
                 load_backend(model_dir, config)
                 start_seconds = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
-            evaluate_models(config, params.model, [(0, model_dir)], benchmarks, work / backend)
+            Evaluation(config, params.model, benchmarks, work / backend).evaluate([(0, model_dir)])
             seconds = time.perf_counter() - started
             layout = EvalDir(work / backend)
             samples[backend] = [r for b in benchmarks for r in read_records(layout.samples(0, b.name))]

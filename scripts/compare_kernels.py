@@ -2,7 +2,7 @@
 
     python scripts/compare_kernels.py [--params params.yaml] [--problems N] [--workers N] [--out FILE]
 
-The workload is the evaluate stage's for one model (``rlvr.stages.evaluate.evaluate_models``): the base embedded
+The workload is the evaluate stage's for one model (``rlvr.stages.evaluate.Evaluation.evaluate``): the base embedded
 model on the params file's generated suites (validation split, ``--problems`` each), in the params' precision,
 token budget, batch and loop stop. It runs three times, each in a fresh process with its own kernel settings:
 
@@ -48,14 +48,14 @@ def generate(params_file: str, problems: int, workers: int | None, work: Path, o
 
     from rlvr.config import load_params
     from rlvr.machine import description
-    from rlvr.stages.evaluate import evaluate_models
+    from rlvr.stages.evaluate import Evaluation
 
     params = load_params(params_file)
     params.evaluate.workers = workers or params.evaluate.workers  # the samples do not depend on it
     benchmarks = validation_suites(params, problems, work)
     logits = hashlib.sha256(first_logits(work / "model", benchmarks[0], params).numpy().tobytes()).hexdigest()
     started = time.perf_counter()
-    evaluate_models(params.evaluate, params.model, [(0, work / "model")], benchmarks, out)
+    Evaluation(params.evaluate, params.model, benchmarks, out).evaluate([(0, work / "model")])
     seconds = round(time.perf_counter() - started, 1)
     (out / "run.json").write_text(
         json.dumps(

@@ -23,7 +23,7 @@ from prefect import Task, task
 from rlvr import lineage, stages
 from rlvr.config import Params
 from rlvr.files import EvalDir, content_hash
-from rlvr.stages.evaluate import evaluate_model, suite
+from rlvr.stages.evaluate import Evaluation, suite
 from rlvr.training.checkpoints import MARKER, checkpoints, is_finished
 
 HUB_RETRIES = {"retries": 2, "retry_delay_seconds": 30}
@@ -115,6 +115,5 @@ def evaluate_checkpoint(params: Params, step: int, model_dir: str) -> int:
 
     Writes only its own ``steps/step-N`` files: fanned out across workers, the evaluate stage then collects them.
     """
-    paths, benchmarks = params.paths, suite(params)
-    evaluate_model(params.evaluate, params.model, step, model_dir, benchmarks, paths.eval_dir, None, paths.eval_store)
+    Evaluation.of(params).evaluate([(step, Path(model_dir))])
     return step

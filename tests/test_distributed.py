@@ -52,7 +52,7 @@ def test_deepspeed_zero_trains_on_two_cpu_processes_and_its_checkpoint_evaluates
     stage, algorithm, tiny_model, tmp_path
 ):
     from rlvr.config import EvaluateConfig, ModelConfig
-    from rlvr.stages.evaluate import Benchmark, run_evaluate
+    from rlvr.stages.evaluate import Benchmark, Evaluation
 
     generations = 1 if algorithm == "ppo" else 2
     train_params(tmp_path, algorithm=algorithm, num_generations=generations, per_device_train_batch_size=2,
@@ -70,7 +70,9 @@ def test_deepspeed_zero_trains_on_two_cpu_processes_and_its_checkpoint_evaluates
         assert list((tmp_path / "run" / "checkpoint-2").glob("global_step*"))
     suite = [Benchmark("test", "generator", tmp_path / "train.jsonl")]
     config = EvaluateConfig(max_new_tokens=4, batch_size=4, workers=1)
-    rows = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "run", suite, tmp_path / "eval", "strict")
+    rows = Evaluation(config, ModelConfig(), suite, tmp_path / "eval").evaluate_training(
+        tiny_model, tmp_path / "run", "strict"
+    )
     assert [row["step"] for row in rows] == [0, 2] and rows[1]["test.num_problems"] == 4
 
 

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from rlvr.config import EvaluateConfig, ModelConfig
 from rlvr.files import read_json, read_records, write_rows
-from rlvr.stages.evaluate import Benchmark, run_evaluate
+from rlvr.stages.evaluate import Benchmark, Evaluation
 from rlvr.training.checkpoints import MARKER
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     suite = [Benchmark("test", "math500", shared_data / "benchmarks" / "math500.jsonl")]
     train_dir, out = tmp_path / "train", tmp_path / "eval"
     train_dir.mkdir()
-    rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
+    rows = Evaluation(config, ModelConfig(), suite, out).evaluate_training(tiny_model, train_dir, "strict")
 
     metrics = read_json(out / "steps" / "step-0" / "test.json")
     assert metrics["num_problems"] == 50 and metrics["samples_per_problem"] == 1
@@ -43,7 +43,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     (train_dir / "checkpoint-5" / MARKER).write_text("{}")  # complete
     shutil.copytree(tiny_model, train_dir / "checkpoint-10")  # still being written: no marker, not evaluated
     with caplog.at_level(logging.INFO, logger="rlvr.stages.evaluate"):
-        rows = run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
+        rows = Evaluation(config, ModelConfig(), suite, out).evaluate_training(tiny_model, train_dir, "strict")
     assert "step 0, test: already evaluated, skipping" in caplog.text
     assert "step 5, test: 50 problems x 1 samples" in caplog.text
     assert (out / "samples" / "step-0" / "test.jsonl").stat().st_mtime_ns == written
@@ -57,7 +57,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     try:
         chat_template.write_text(original.replace("<|im_start|>assistant", "<|im_start|>assistant "))
         with caplog.at_level(logging.INFO, logger="rlvr.stages.evaluate"):
-            run_evaluate(config, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
+            Evaluation(config, ModelConfig(), suite, out).evaluate_training(tiny_model, train_dir, "strict")
     finally:
         chat_template.write_text(original)
     assert "step 0, test: 50 problems x 1 samples" in caplog.text
@@ -66,7 +66,7 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
     for dtype in ("float32", "bfloat16"):
         with caplog.at_level(logging.INFO, logger="rlvr.stages.evaluate"):
             settings = config.model_copy(update={"dtype": dtype})
-            run_evaluate(settings, ModelConfig(), tiny_model, train_dir, suite, out, "strict")
+            Evaluation(settings, ModelConfig(), suite, out).evaluate_training(tiny_model, train_dir, "strict")
         result = read_json(out / "steps" / "step-0" / "test.json")
         assert result["dtype"] == dtype and result["computed_on"].endswith(f"), {dtype}")  # machine and precision
     assert caplog.text.count("step 0, test: 50 problems x 1 samples") == 2
@@ -75,7 +75,9 @@ def test_base_model_on_a_math500_slice_then_only_new_checkpoints(tmp_path, share
 def test_sampling_protocol_gives_avg_pass_and_majority(tmp_path, shared_data, tiny_model):
     config = EvaluateConfig(limit=3, max_new_tokens=8, batch_size=12, protocols={"amc23": {"num_samples": 4}})
     suite = [Benchmark("test", "amc23", shared_data / "benchmarks" / "amc23.jsonl")]
-    (row,) = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "none", suite, tmp_path / "eval", "strict")
+    (row,) = Evaluation(config, ModelConfig(), suite, tmp_path / "eval").evaluate_training(
+        tiny_model, tmp_path / "none", "strict"
+    )
     metrics = read_json(tmp_path / "eval" / "steps" / "step-0" / "test.json")
     assert metrics["protocol"] == {"num_samples": 4, "temperature": 0.6, "top_p": 1.0}
     assert metrics["samples_per_problem"] == 4 and {"pass_at_4_strict", "maj_at_4_lenient"} <= set(metrics)
@@ -124,7 +126,9 @@ def test_two_evaluations_of_the_same_model_give_identical_samples(tmp_path, embe
     samples = []
     for run, workers in (("first", 2), ("second", 2), ("one worker", 1)):
         settings = config.model_copy(update={"workers": workers})
-        run_evaluate(settings, ModelConfig(), embedded_model, tmp_path / "none", suite, tmp_path / run, "strict")
+        Evaluation(settings, ModelConfig(), suite, tmp_path / run).evaluate_training(
+            embedded_model, tmp_path / "none", "strict"
+        )
         samples.append([(tmp_path / run / "samples" / "step-0" / f"{b.name}.jsonl").read_bytes() for b in suite])
         shutil.rmtree(tmp_path / run)
     assert samples[0] == samples[1] == samples[2]
@@ -256,7 +260,7 @@ def test_a_nodes_gpus_evaluate_several_checkpoints_at_once_each_on_a_gpu_of_its_
         write_rows(tmp_path / f"{name}.jsonl", rows)
         benchmarks.append(evaluate.Benchmark(name, "generator", tmp_path / f"{name}.jsonl"))
     config = EvaluateConfig(backend="scripted:PlacementBackend", max_new_tokens=4)
-    results = evaluate.evaluate_models(config, ModelConfig(), models, benchmarks, tmp_path / "eval")
+    results = evaluate.Evaluation(config, ModelConfig(), benchmarks, tmp_path / "eval").evaluate(models)
     assert sorted(results) == [0, 1, 2, 3] and all(set(r) == {"first", "second"} for r in results.values())
     where = {}
     for step, _ in models:
@@ -291,3 +295,26 @@ def test_float32_samples_do_not_depend_on_the_x86_cpu(tmp_path):
     assert avx2_only["logits_sha256"] == project["logits_sha256"] and avx2_only["tokens"] == project["tokens"]
     if "aten avx2," not in native["computed_on"]:  # a wider CPU: its own kernels round otherwise
         assert native["logits_sha256"] != project["logits_sha256"]
+
+
+def test_bfloat16_attention_runs_under_the_portable_kernels_on_any_cpu():
+    """bfloat16 attention over 128+ positions, in this process's kernels (the portable AVX2 ones unless the
+    environment names others): inside ``attention_for`` it runs and matches float32 to bfloat16's precision. On a
+    CPU with AMX, torch's CPU flash attention itself fails there ("pack_vnni2 is only supported when avx512 is
+    supported"), which ``attention_for`` avoids (checked where this CPU has AMX)."""
+    import torch
+    import torch.nn.functional as F
+
+    from rlvr.machine import attention_for, cpu_info
+
+    generator = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(2, 9, 160, 64, generator=generator) for _ in range(2))
+    k = k[:, :3]  # grouped-query attention, as SmolLM2's
+    expected = F.scaled_dot_product_attention(q, k, k, is_causal=True, enable_gqa=True)
+    with attention_for(torch.bfloat16):
+        got = F.scaled_dot_product_attention(*(t.bfloat16() for t in (q, k, k)), is_causal=True, enable_gqa=True)
+    assert torch.allclose(got.float(), expected, atol=0.05)
+    portable = torch.backends.cpu.get_cpu_capability().lower() == "avx2"
+    if portable and "amx_bf16" in cpu_info()[1]:
+        with pytest.raises(RuntimeError, match="pack_vnni2"):
+            F.scaled_dot_product_attention(*(t.bfloat16() for t in (q, k, k)), is_causal=True, enable_gqa=True)

@@ -497,7 +497,7 @@ def test_several_rewards_combine_with_their_weights_as_trl_defines(tiny_model, t
 @pytest.mark.integration
 def test_lora_training_writes_adapter_checkpoints_that_evaluate(tiny_model, tmp_path):
     from rlvr.config import EvaluateConfig
-    from rlvr.stages.evaluate import Benchmark, run_evaluate
+    from rlvr.stages.evaluate import Benchmark, Evaluation
 
     peft = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
     train_params(tmp_path, max_steps=2, save_steps=2, sample_steps=0, peft=peft)
@@ -507,5 +507,7 @@ def test_lora_training_writes_adapter_checkpoints_that_evaluate(tiny_model, tmp_
     assert (checkpoint / "adapter_config.json").is_file() and not (checkpoint / "model.safetensors").exists()
     suite = [Benchmark("test", "generator", tmp_path / "train.jsonl")]
     config = EvaluateConfig(max_new_tokens=4, batch_size=4)
-    rows = run_evaluate(config, ModelConfig(), tiny_model, tmp_path / "lora", suite, tmp_path / "eval", "strict")
+    rows = Evaluation(config, ModelConfig(), suite, tmp_path / "eval").evaluate_training(
+        tiny_model, tmp_path / "lora", "strict"
+    )
     assert [row["step"] for row in rows] == [0, 2] and rows[1]["test.num_problems"] == 4

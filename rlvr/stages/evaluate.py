@@ -193,29 +193,6 @@ def step_row(step: int, results: dict[str, dict]) -> dict:
     return row | {scoped(AVERAGE, key): value for key, value in average_metrics(list(results.values())).items()}
 
 
-def _scores(out_dir: Path, step: int, name: str, mode: str) -> dict[str, float]:
-    return problem_scores(read_records(EvalDir(out_dir).samples(step, name)), mode)
-
-
-def add_paired_tests(out_dir: Path, step: int, results: dict[str, dict]) -> None:
-    """Add to each benchmark's results of ``step`` its gain over the base model (step 0) and the p-value of the
-    paired test on the same problems (``gain_<mode>``, ``p_value_<mode>``)."""
-    for name, metrics in results.items():
-        for mode in GRADING_MODES:
-            test = paired_test(_scores(out_dir, 0, name, mode), _scores(out_dir, step, name, mode))
-            metrics |= {metric_name(key, mode): value for key, value in test.items()}
-
-
-def load_benchmarks(benchmarks: list[Benchmark], config: EvaluateConfig) -> dict[str, list[dict]]:
-    """The rows of each benchmark (the first ``config.limit``); an empty one is an error naming its file."""
-    data = {}
-    for bench in benchmarks:
-        data[bench.name] = read_rows(bench.path)[: config.limit]
-        if not data[bench.name]:
-            raise InputError(f"benchmark {bench.name} is empty: {bench.path}")
-    return data
-
-
 def models_to_evaluate(base_model_dir: str | Path, train_dir: str | Path) -> list[tuple[int, Path]]:
     """``(step, directory)`` of the base model (step 0) and of every complete checkpoint."""
     return [(0, Path(base_model_dir)), *checkpoints(train_dir)]
@@ -234,68 +211,6 @@ class Job:
     key: str
 
 
-def _paths(out_dir: Path, step: int, name: str) -> tuple[Path, Path]:
-    """Where a result lives: its metrics file (written last: its key marks the pair as done) and its samples."""
-    layout = EvalDir(out_dir)
-    return layout.result(step, name), layout.samples(step, name)
-
-
-def _stored(store: Path | None, key: str) -> tuple[Path, Path] | None:
-    """A result's copy in the store (metrics, samples), where there is one."""
-    if store is None or not (store / f"{key}.json").is_file():
-        return None
-    return store / f"{key}.json", store / f"{key}.jsonl"
-
-
-def store_result(store: Path | None, metrics_path: Path, samples_path: Path, key: str) -> None:
-    """Keep a copy of a result in the store under its key (samples first: the metrics mark it complete)."""
-    if store is not None:
-        store.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(store / f"{key}.jsonl", samples_path.read_text())
-        atomic_write_text(store / f"{key}.json", metrics_path.read_text())
-
-
-def restore_result(stored: tuple[Path, Path], out_dir: Path, step: int, name: str) -> dict:
-    """A stored result written as ``step``'s result of benchmark ``name`` in ``out_dir``; returns its metrics."""
-    metrics = read_json(stored[0]) | {"step": step, "benchmark": name}
-    metrics_path, samples_path = _paths(out_dir, step, name)
-    atomic_write_text(samples_path, stored[1].read_text())
-    write_json(metrics_path, metrics)
-    return metrics
-
-
-def plan(
-    config: EvaluateConfig,
-    model: ModelConfig,
-    models: list[tuple[int, Path]],
-    benchmarks: list[Benchmark],
-    out_dir: Path,
-    data: dict[str, list[dict]],
-    store: Path | None = None,
-) -> tuple[list[Job], dict[int, dict[str, dict]]]:
-    """The jobs still to do, and the results already written with the same key, in ``out_dir`` or in the
-    ``store`` of results by key (reused, not generated again)."""
-    template, jobs, done = get_template(model.template), [], {}
-    for step, model_dir in models:
-        tokenizer = load_tokenizer(model_dir)
-        for bench in benchmarks:
-            rows, protocol = data[bench.name], protocol_for(bench.dataset, config.protocols)
-            prompts = [template.render(r["problem"], model, tokenizer) for r in rows]
-            key = result_key(model_dir, rows, prompts, protocol, config)
-            metrics_path, _ = _paths(out_dir, step, bench.name)
-            previous = read_json(metrics_path) if metrics_path.is_file() else {}
-            if previous.get("result_key") == key:
-                logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
-                done.setdefault(step, {})[bench.name] = previous
-            elif stored := _stored(store, key):
-                logger.info("step %d, %s: evaluated before (%s), reused", step, bench.name, stored[0])
-                done.setdefault(step, {})[bench.name] = restore_result(stored, out_dir, step, bench.name)
-            else:
-                logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), protocol.num_samples)
-                jobs.append(Job(step, Path(model_dir), bench, rows, prompts, protocol, key))
-    return jobs, done
-
-
 _BACKEND: dict = {}  # this process's loaded backend, kept while its jobs are for the same model
 
 
@@ -305,28 +220,6 @@ def load_backend(model_dir: Path, config: EvaluateConfig):
         close_backend()
         _BACKEND.update(dir=Path(model_dir), backend=make_backend(config.backend, model_dir, config))
     return _BACKEND["backend"]
-
-
-def run_job(job: Job, config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> dict:
-    """Generate, grade and write one job's samples and metrics; returns the metrics."""
-    backend = load_backend(job.model_dir, config)
-    generated = backend.generate(job.prompts, job.protocol, config.max_new_tokens, config.seed)
-    completions = [[as_completion(s, backend.tokenizer, config.max_new_tokens) for s in g] for g in generated]
-    before = bounded.stats()
-    samples = sample_records(job.rows, job.prompts, completions, job.bench.dataset, get_template(model.template))
-    after = bounded.stats()
-    metrics = {"step": job.step, "benchmark": job.bench.name, "dataset": job.bench.dataset}
-    ran = getattr(backend, "dtype", None) or compute_dtype(config.dtype, config.backend)  # the precision that ran
-    metrics |= {"protocol": asdict(job.protocol), "dtype": ran, "computed_on": description(ran)}
-    metrics["generation"] = {"max_new_tokens": config.max_new_tokens, "stop": config.stop}
-    metrics["generation"] |= {"loop_stop": config.loop_stop, "backend": config.backend, "batch_size": config.batch_size}
-    metrics |= benchmark_metrics(samples)
-    metrics |= {f"grading_{key}": after[key] - before[key] for key in ("refused", "timeouts")}
-    metrics["result_key"] = job.key
-    metrics_path, samples_path = _paths(out_dir, job.step, job.bench.name)
-    write_rows(samples_path, samples)
-    write_json(metrics_path, metrics)  # last: its key marks the pair as done
-    return metrics
 
 
 def close_backend() -> None:
@@ -356,29 +249,6 @@ def _single_threaded() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def run_model_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> list[dict]:
-    """Every job's metrics, here, one after the other (one model's jobs share its loaded backend); the backend is
-    freed at the end."""
-    try:
-        return [run_job(job, config, model, out_dir) for job in jobs]
-    finally:
-        close_backend()
-
-
-def run_on_gpus(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_dir: Path, groups: list[str]):
-    """Every job's metrics, each model's jobs in a process pinned to a GPU group, models on several groups at once
-    (``rlvr.placement``)."""
-    by_model: dict[Path, list[int]] = {}
-    for index, job in enumerate(jobs):
-        by_model.setdefault(job.model_dir, []).append(index)
-    work = functools.partial(run_model_jobs, config=config, model=model, out_dir=out_dir)
-    results = run_pinned(work, [[jobs[i] for i in indices] for indices in by_model.values()], groups)
-    ordered: dict[int, dict] = {}
-    for indices, metrics in zip(by_model.values(), results, strict=True):
-        ordered |= dict(zip(indices, metrics, strict=True))
-    return [ordered[i] for i in range(len(jobs))]
-
-
 def _may_start_processes() -> None:
     """Fail with the fix where this process cannot start evaluation processes: a daemonic one (a Dask worker's
     default) may not have children."""
@@ -391,114 +261,222 @@ def _may_start_processes() -> None:
         )
 
 
-def run_jobs(jobs: list[Job], config: EvaluateConfig, model: ModelConfig, out_dir: Path) -> list[dict]:
-    """Every job's metrics: on a node's GPUs several models at once (one engine per GPU group of
-    ``tensor_parallel_size``); on a CPU with the transformers backend on ``workers(config)`` single-threaded
-    processes; else here (one at a time)."""
-    size = config.tensor_parallel_size if config.backend == "vllm" else 1
-    groups = gpu_groups(visible_gpus(), size)
-    if len(groups) > 1 and jobs:
-        _may_start_processes()
-        return run_on_gpus(jobs, config, model, out_dir, groups)
-    count = min(workers(config), len(jobs))
-    if count > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluate stage's work on a suite: its settings (``config``), the prompts' settings (``model``), the
+    folder its results go to (``out_dir``) and the store of results by key shared by runs (``store``, or None).
 
-        _may_start_processes()
+    :meth:`plan` finds what is still to generate (a result with the same key, here or in the store, is reused),
+    :meth:`run` generates, grades and writes it (on GPUs, worker processes or here), :meth:`collect` adds the
+    paired tests and writes ``by_step.json`` and ``metrics.json``; :meth:`evaluate` is plan and run, and
+    :meth:`evaluate_training` the whole stage."""
 
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no OpenMP state inherited
-        pool = ProcessPoolExecutor(count, mp_context=context, initializer=_single_threaded)
+    config: EvaluateConfig
+    model: ModelConfig
+    benchmarks: list[Benchmark]
+    out_dir: Path
+    store: Path | None = None
+
+    @classmethod
+    def of(cls, params: Params) -> Evaluation:
+        """The stage's evaluation of ``params``: its suite, ``paths.eval_dir`` and ``paths.eval_store``."""
+        paths = params.paths
+        return cls(params.evaluate, params.model, suite(params), Path(paths.eval_dir), Path(paths.eval_store))
+
+    def load_data(self) -> dict[str, list[dict]]:
+        """The rows of each benchmark (the first ``config.limit``); an empty one is an error naming its file."""
+        data = {}
+        for bench in self.benchmarks:
+            data[bench.name] = read_rows(bench.path)[: self.config.limit]
+            if not data[bench.name]:
+                raise InputError(f"benchmark {bench.name} is empty: {bench.path}")
+        return data
+
+    def paths(self, step: int, name: str) -> tuple[Path, Path]:
+        """Where a result lives: its metrics file (written last: its key marks the pair as done) and its samples."""
+        layout = EvalDir(self.out_dir)
+        return layout.result(step, name), layout.samples(step, name)
+
+    def stored(self, key: str) -> tuple[Path, Path] | None:
+        """A result's copy in the store (metrics, samples), where there is one."""
+        if self.store is None or not (self.store / f"{key}.json").is_file():
+            return None
+        return self.store / f"{key}.json", self.store / f"{key}.jsonl"
+
+    def keep(self, job: Job) -> None:
+        """Keep a copy of a job's result in the store under its key (samples first: the metrics mark it complete)."""
+        if self.store is not None:
+            metrics_path, samples_path = self.paths(job.step, job.bench.name)
+            self.store.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.store / f"{job.key}.jsonl", samples_path.read_text())
+            atomic_write_text(self.store / f"{job.key}.json", metrics_path.read_text())
+
+    def restore(self, stored: tuple[Path, Path], step: int, name: str) -> dict:
+        """A stored result written as ``step``'s result of benchmark ``name``; returns its metrics."""
+        metrics = read_json(stored[0]) | {"step": step, "benchmark": name}
+        metrics_path, samples_path = self.paths(step, name)
+        atomic_write_text(samples_path, stored[1].read_text())
+        write_json(metrics_path, metrics)
+        return metrics
+
+    def plan(
+        self, models: list[tuple[int, Path]], data: dict[str, list[dict]]
+    ) -> tuple[list[Job], dict[int, dict[str, dict]]]:
+        """The jobs still to do, and the results already written with the same key, in ``out_dir`` or in the
+        store (reused, not generated again)."""
+        template, jobs, done = get_template(self.model.template), [], {}
+        for step, model_dir in models:
+            tokenizer = load_tokenizer(model_dir)
+            for bench in self.benchmarks:
+                rows, protocol = data[bench.name], protocol_for(bench.dataset, self.config.protocols)
+                prompts = [template.render(r["problem"], self.model, tokenizer) for r in rows]
+                key = result_key(model_dir, rows, prompts, protocol, self.config)
+                metrics_path, _ = self.paths(step, bench.name)
+                previous = read_json(metrics_path) if metrics_path.is_file() else {}
+                if previous.get("result_key") == key:
+                    logger.info("step %d, %s: already evaluated, skipping", step, bench.name)
+                    done.setdefault(step, {})[bench.name] = previous
+                elif stored := self.stored(key):
+                    logger.info("step %d, %s: evaluated before (%s), reused", step, bench.name, stored[0])
+                    done.setdefault(step, {})[bench.name] = self.restore(stored, step, bench.name)
+                else:
+                    count = protocol.num_samples
+                    logger.info("step %d, %s: %d problems x %d samples", step, bench.name, len(rows), count)
+                    jobs.append(Job(step, Path(model_dir), bench, rows, prompts, protocol, key))
+        return jobs, done
+
+    def run_job(self, job: Job) -> dict:
+        """Generate, grade and write one job's samples and metrics; returns the metrics."""
+        config = self.config
+        backend = load_backend(job.model_dir, config)
+        generated = backend.generate(job.prompts, job.protocol, config.max_new_tokens, config.seed)
+        completions = [[as_completion(s, backend.tokenizer, config.max_new_tokens) for s in g] for g in generated]
+        before = bounded.stats()
+        template = get_template(self.model.template)
+        samples = sample_records(job.rows, job.prompts, completions, job.bench.dataset, template)
+        after = bounded.stats()
+        metrics = {"step": job.step, "benchmark": job.bench.name, "dataset": job.bench.dataset}
+        ran = getattr(backend, "dtype", None) or compute_dtype(config.dtype, config.backend)  # the precision that ran
+        metrics |= {"protocol": asdict(job.protocol), "dtype": ran, "computed_on": description(ran)}
+        metrics["generation"] = {"max_new_tokens": config.max_new_tokens, "stop": config.stop}
+        metrics["generation"] |= {"loop_stop": config.loop_stop, "backend": config.backend}
+        metrics["generation"] |= {"batch_size": config.batch_size}
+        metrics |= benchmark_metrics(samples)
+        metrics |= {f"grading_{key}": after[key] - before[key] for key in ("refused", "timeouts")}
+        metrics["result_key"] = job.key
+        metrics_path, samples_path = self.paths(job.step, job.bench.name)
+        write_rows(samples_path, samples)
+        write_json(metrics_path, metrics)  # last: its key marks the pair as done
+        return metrics
+
+    def run_here(self, jobs: list[Job]) -> list[dict]:
+        """Every job's metrics, in this process, one after the other (one model's jobs share its loaded backend);
+        the backend is freed at the end."""
         try:
-            futures = [pool.submit(run_job, job, config, model, out_dir) for job in jobs]
-            return [future.result() for future in futures]  # a worker that cannot start: BrokenProcessPool
-        except BaseException:
-            terminate_workers(pool)
-            raise
+            return [self.run_job(job) for job in jobs]
         finally:
-            pool.shutdown(cancel_futures=True)
-    import torch
+            close_backend()
 
-    threads = torch.get_num_threads()
-    if count == 1:
-        torch.set_num_threads(1)  # as a worker process would: the same samples
-    try:
-        return run_model_jobs(jobs, config, model, out_dir)
-    finally:
-        torch.set_num_threads(threads)
+    def run_on_gpus(self, jobs: list[Job], groups: list[str]) -> list[dict]:
+        """Every job's metrics, each model's jobs in a process pinned to a GPU group, models on several groups at
+        once (``rlvr.placement``)."""
+        by_model: dict[Path, list[int]] = {}
+        for index, job in enumerate(jobs):
+            by_model.setdefault(job.model_dir, []).append(index)
+        results = run_pinned(self.run_here, [[jobs[i] for i in indices] for indices in by_model.values()], groups)
+        ordered: dict[int, dict] = {}
+        for indices, metrics in zip(by_model.values(), results, strict=True):
+            ordered |= dict(zip(indices, metrics, strict=True))
+        return [ordered[i] for i in range(len(jobs))]
 
+    def run(self, jobs: list[Job]) -> list[dict]:
+        """Every job's metrics: on a node's GPUs several models at once (one engine per GPU group of
+        ``tensor_parallel_size``); on a CPU with the transformers backend on ``workers(config)`` single-threaded
+        processes; else here (one at a time)."""
+        config = self.config
+        size = config.tensor_parallel_size if config.backend == "vllm" else 1
+        groups = gpu_groups(visible_gpus(), size)
+        if len(groups) > 1 and jobs:
+            _may_start_processes()
+            return self.run_on_gpus(jobs, groups)
+        count = min(workers(config), len(jobs))
+        if count > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-def evaluate_models(
-    config: EvaluateConfig,
-    model: ModelConfig,
-    models: list[tuple[int, Path]],
-    benchmarks: list[Benchmark],
-    out_dir: str | Path,
-    data: dict[str, list[dict]] | None = None,
-    store: str | Path | None = None,
-) -> dict[int, dict[str, dict]]:
-    """Metrics per step (the base model as step 0, checkpoints) and benchmark, written under ``out_dir``; a model
-    and benchmark already evaluated with the same result key (here, or in the ``store`` of results by key) is
-    read back instead of generated again, and each new result is also kept in the store."""
-    out_dir, store = Path(out_dir), None if store is None else Path(store)
-    if store is not None:
-        store.mkdir(parents=True, exist_ok=True)
-    data = data or load_benchmarks(benchmarks, config)
-    jobs, results = plan(config, model, models, benchmarks, out_dir, data, store)
-    for job, metrics in zip(jobs, run_jobs(jobs, config, model, out_dir), strict=True):
-        results.setdefault(job.step, {})[job.bench.name] = metrics
-        store_result(store, *_paths(out_dir, job.step, job.bench.name), job.key)
-    return {step: {b.name: results[step][b.name] for b in benchmarks} for step, _ in models}
+            _may_start_processes()
 
+            context = multiprocessing.get_context("spawn")  # a fresh interpreter: no OpenMP state inherited
+            pool = ProcessPoolExecutor(count, mp_context=context, initializer=_single_threaded)
+            try:
+                futures = [pool.submit(self.run_job, job) for job in jobs]
+                return [future.result() for future in futures]  # a worker that cannot start: BrokenProcessPool
+            except BaseException:
+                terminate_workers(pool)
+                raise
+            finally:
+                pool.shutdown(cancel_futures=True)
+        import torch
 
-def evaluate_model(
-    config: EvaluateConfig,
-    model: ModelConfig,
-    step: int,
-    model_dir: str | Path,
-    benchmarks: list[Benchmark],
-    out_dir: str | Path,
-    data: dict[str, list[dict]] | None = None,
-    store: str | Path | None = None,
-) -> dict[str, dict]:
-    """Metrics of one model (the base as step 0, or a checkpoint) per benchmark (see :func:`evaluate_models`)."""
-    return evaluate_models(config, model, [(step, Path(model_dir))], benchmarks, out_dir, data, store)[step]
+        threads = torch.get_num_threads()
+        if count == 1:
+            torch.set_num_threads(1)  # as a worker process would: the same samples
+        try:
+            return self.run_here(jobs)
+        finally:
+            torch.set_num_threads(threads)
 
+    def evaluate(
+        self, models: list[tuple[int, Path]], data: dict[str, list[dict]] | None = None
+    ) -> dict[int, dict[str, dict]]:
+        """Metrics per step (the base model as step 0, checkpoints) and benchmark: planned, then run; each new
+        result is also kept in the store."""
+        if self.store is not None:
+            self.store.mkdir(parents=True, exist_ok=True)
+        jobs, results = self.plan(models, data or self.load_data())
+        for job, metrics in zip(jobs, self.run(jobs), strict=True):
+            results.setdefault(job.step, {})[job.bench.name] = metrics
+            self.keep(job)
+        return {step: {b.name: results[step][b.name] for b in self.benchmarks} for step, _ in models}
 
-def run_evaluate(
-    config: EvaluateConfig,
-    model: ModelConfig,
-    base_model_dir: str | Path,
-    train_dir: str | Path,
-    benchmarks: list[Benchmark],
-    out_dir: str | Path,
-    headline_mode: str,
-    on_result=None,
-    store: str | Path | None = None,
-) -> list[dict]:
-    """The evaluate stage (see module docstring); ``on_result(step, flat_metrics)`` is called per step. The best
-    checkpoint in ``metrics.json`` is the one with the highest benchmark average under ``headline_mode``."""
-    out_dir = Path(out_dir)
-    data = load_benchmarks(benchmarks, config)
-    models = models_to_evaluate(base_model_dir, train_dir)
-    if len(models) == 1:
-        logger.warning("no checkpoint under %s: evaluating the base model only", train_dir)
-    rows_by_step = []
-    evaluated = evaluate_models(config, model, models, benchmarks, out_dir, data, store)
-    for step, _ in models:
-        results = evaluated[step]
-        if step > 0:
-            add_paired_tests(out_dir, step, results)
-        row = step_row(step, results)
-        if on_result is not None:
-            flat = {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()}
-            on_result(step, flat | {k: v for k, v in row.items() if k.startswith(scoped(AVERAGE, ""))})
-        rows_by_step.append(row)
-    columns = list(dict.fromkeys(key for row in rows_by_step for key in row))  # every row has every key (null
-    rows_by_step = [{key: row.get(key) for key in columns} for row in rows_by_step]  # where none, as gains at step 0):
-    write_json(EvalDir(out_dir).by_step, rows_by_step)  # DVC's plots draw nothing from rows of different keys
-    write_json(EvalDir(out_dir).metrics, headline_metrics(rows_by_step, [b.name for b in benchmarks], headline_mode))
-    return rows_by_step
+    def scores(self, step: int, name: str, mode: str) -> dict[str, float]:
+        """Per problem, the share of its samples graded correct under ``mode`` at ``step``."""
+        return problem_scores(read_records(EvalDir(self.out_dir).samples(step, name)), mode)
+
+    def collect(self, evaluated: dict[int, dict[str, dict]], headline_mode: str, on_result=None) -> list[dict]:
+        """The stage's rows, one per step, after adding each checkpoint's paired tests against the base model
+        (``gain_<mode>``, ``p_value_<mode>``); writes ``by_step.json`` and ``metrics.json`` (the best checkpoint
+        under ``headline_mode``); ``on_result(step, flat_metrics)`` is called per step."""
+        rows_by_step = []
+        for step, results in evaluated.items():
+            if step > 0:
+                for name, metrics in results.items():
+                    for mode in GRADING_MODES:
+                        test = paired_test(self.scores(0, name, mode), self.scores(step, name, mode))
+                        metrics |= {metric_name(key, mode): value for key, value in test.items()}
+            row = step_row(step, results)
+            if on_result is not None:
+                flat = {k: v for name, m in results.items() for k, v in flat_metrics(name, m).items()}
+                on_result(step, flat | {k: v for k, v in row.items() if k.startswith(scoped(AVERAGE, ""))})
+            rows_by_step.append(row)
+        columns = list(dict.fromkeys(key for row in rows_by_step for key in row))  # every row has every key (null
+        rows_by_step = [{key: row.get(key) for key in columns} for row in rows_by_step]  # where none, as gains at
+        layout = EvalDir(self.out_dir)  # step 0): DVC's plots draw nothing from rows of different keys
+        write_json(layout.by_step, rows_by_step)
+        names = [b.name for b in self.benchmarks]
+        write_json(layout.metrics, headline_metrics(rows_by_step, names, headline_mode))
+        return rows_by_step
+
+    def evaluate_training(
+        self, base_model_dir: str | Path, train_dir: str | Path, headline_mode: str, on_result=None
+    ) -> list[dict]:
+        """The evaluate stage (see module docstring): the base model and every complete checkpoint of
+        ``train_dir``, then :meth:`collect`."""
+        data = self.load_data()
+        models = models_to_evaluate(base_model_dir, train_dir)
+        if len(models) == 1:
+            logger.warning("no checkpoint under %s: evaluating the base model only", train_dir)
+        return self.collect(self.evaluate(models, data), headline_mode, on_result)
 
 
 def headline_metrics(rows: list[dict], names: list[str], mode: str) -> dict:
@@ -536,16 +514,11 @@ def run(params: Params, parent_id: str | None = None) -> list[dict]:
     results in ``paths.eval_dir``; the best checkpoint registered."""
     eval_dir = Path(params.paths.eval_dir)
     with tracking.stage_run("evaluate", params, parent_id):
-        rows = run_evaluate(
-            params.evaluate,
-            params.model,
+        rows = Evaluation.of(params).evaluate_training(
             params.paths.model_dir,
             params.paths.train_dir,
-            suite(params),
-            eval_dir,
             params.report.headline_mode,
             on_result=lambda step, metrics: tracking.log_metrics(metrics, step),
-            store=params.paths.eval_store,
         )
         layout = EvalDir(eval_dir)
         tracking.set_tag("rlvr.computed_on", "; ".join(layout.computed_on()))

@@ -11,8 +11,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # the temporary Prefect server creates its database on first start: slow on small machines
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export TRL_EXPERIMENTAL_SILENCE ?= 1
+# mkdocs-material prints a notice about MkDocs 2 on every build
+export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: setup setup-vllm setup-gemma setup-deepspeed setup-gpu run run-families run-findings families-pipeline flow test test-fast test-rehearsal test-distributed test-cluster test-all browser plots bench bench-help lint mlflow-ui gpu-wheels clean
+.PHONY: setup setup-vllm setup-gemma setup-deepspeed setup-gpu run run-families run-findings families-pipeline flow test test-fast test-rehearsal test-distributed test-cluster test-all browser plots bench bench-help lint mlflow-ui gpu-wheels docs docs-serve clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -132,6 +134,15 @@ bench: setup setup-vllm
 bench-help: setup
 	$(BIN)/python scripts/bench_help.py --out outputs/bench_help.json
 
+# The documentation site (docs/, mkdocs.yml) into site/, strict: a broken link, a missing page or a missing included
+# output fails the build (tests/test_docs.py builds it too, in make test).
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir site
+	@echo "documentation: site/index.html (make docs-serve serves it at http://127.0.0.1:8000)"
+
+docs-serve: setup
+	$(BIN)/mkdocs serve --strict
+
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -144,4 +155,4 @@ gpu-wheels: setup
 	$(BIN)/python scripts/gpu_wheels.py gpu-wheels
 
 clean:
-	rm -rf outputs mlflow.db mlartifacts mlflow-pending
+	rm -rf outputs mlflow.db mlartifacts mlflow-pending site

@@ -2,9 +2,9 @@
 
 Unknown keys, wrong types and out-of-range values are refused with one line naming the dotted key. Every field
 carries its help text (its ``description``), the one place a parameter is documented: ``python -m rlvr.config``
-prints them as the README's params reference, and a test keeps the two equal. This module imports no other
-module of the library: the names it accepts (templates, datasets, methods, backends, grading modes) are listed
-here, and tests check that each registry holds exactly these names.
+prints them as the params reference, which the documentation site generates from them at build time. This
+module imports no other module of the library: the names it accepts (templates, datasets, methods, backends,
+grading modes) are listed here, and tests check that each registry holds exactly these names.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import ROOT, TESTS
+from conftest import ROOT, TESTS, missing
 
 from rlvr.config import parse_params
 from rlvr.files import write_rows
@@ -110,3 +110,22 @@ def mlflow_runs(folder: Path):
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("one-shot-rlvr-smoke")
     return client, client.search_runs([experiment.experiment_id])
+
+
+def open_in_chromium(page: Path | str, screenshot: Path | None = None) -> tuple[str, list[str]]:
+    """The DOM headless Chromium builds from ``page`` (a file, or a URL) and the console messages it logged; with
+    ``screenshot``, also a picture of the page as a 1280 x 1000 window shows it."""
+    url = page.as_uri() if isinstance(page, Path) else page
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        missing("chromium not installed (Debian: apt-get install chromium chromium-driver)")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    command = [*flags, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", url]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    if screenshot is not None:
+        shot = [*flags, "--hide-scrollbars", "--window-size=1280,1000", f"--screenshot={screenshot}", url]
+        taken = subprocess.run(shot, capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 0, taken.stderr[-2000:]
+    return result.stdout, console

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import ROOT, run_module
 
-from rlvr.config import Params, load_params, merge, parse_overrides, parse_params, read_params_values, reference_table
+from rlvr.config import load_params, merge, parse_overrides, parse_params, read_params_values
 from rlvr.errors import ConfigError, InputError
 from rlvr.stages import NAMES
 
@@ -184,17 +184,6 @@ def test_every_stage_and_flow_command_line_describes_every_option(monkeypatch, c
         for option in options:  # each option is followed by its description (on its line or the next)
             assert re.search(rf"^  {re.escape(option)}[^\n]*(\s{{2,}}\S|\n {{10,}}\S)", text, re.M), (module, option)
         assert "--set" in text and len(options) >= 3, module
-
-
-def test_params_reference_in_the_readme_is_generated_from_the_field_help():
-    """Each params field is documented once, in its description; the README's table is that, verbatim."""
-    readme = (ROOT / "README.md").read_text()
-    start, end = "<!-- params reference: python -m rlvr.config -->", "<!-- end of params reference -->"
-    assert start in readme and end in readme
-    assert readme.split(start)[1].split(end)[0].strip() == reference_table().strip()
-    for section, field in Params.model_fields.items():
-        for name, info in field.annotation.model_fields.items():
-            assert info.description, f"{section}.{name} has no help text"
 
 
 def test_a_params_file_states_only_what_differs_from_its_base(tmp_path):

@@ -21,7 +21,7 @@ import mlflow
 import pytest
 import yaml
 from conftest import ROOT, TESTS, free_port, missing
-from helpers import project_copy, smoke_params, stage_env
+from helpers import open_in_chromium, project_copy, smoke_params, stage_env
 from mlflow.tracking import MlflowClient
 from scripted import expected_accuracy
 
@@ -233,7 +233,7 @@ def test_dvc_plots_show_draws_every_declared_plot_offline(dvc_project, tmp_path,
     _run(["dvc", "plots", "show", "--html-template", str(page), "-o", str(out)], dvc_project)
     html = (out / "index.html").read_text()
     assert "var spec = {}" not in html and "https://cdn" not in html
-    dom, console = _open_in_chromium(out / "index.html")
+    dom, console = open_in_chromium(out / "index.html")
     drawn = re.findall(r'<canvas width="(\d+)" height="(\d+)" class="marks"', dom)
     assert len(drawn) == len(vega) and all(int(w) > 100 and int(h) > 100 for w, h in drawn), drawn
     # no script error and nothing it failed to load (Vega's notices and warnings, as on DVC's own page, aside)
@@ -260,8 +260,9 @@ def test_dvc_exp_run_with_a_set_param_is_listed_by_exp_show(dvc_project, tmp_pat
     assert float(row["best.step"]) == 1.0  # the scripted scores: the best checkpoint is step 1
     for metric in ("best.average.accuracy_strict", "base.average.accuracy_strict"):
         assert row[metric] not in ("", "-"), metric
-    # the README's narrowed view shows the experiment's name, its learning rate and its best average
-    [command] = [line.strip() for line in (ROOT / "README.md").read_text().splitlines() if "dvc exp show --md" in line]
+    # the documentation's narrowed view shows the experiment's name, its learning rate and its best average
+    page = (ROOT / "docs" / "orchestration.md").read_text()
+    [command] = [line.strip() for line in page.splitlines() if "dvc exp show --md" in line]
     table = _run(["bash", "-c", command], work).stdout
     [line] = [line for line in table.splitlines() if "[lr-3e-5]" in line]
     header = [cell.strip() for cell in table.splitlines()[0].strip("|").split("|")]
@@ -453,7 +454,7 @@ def test_report_over_two_runs_renders_in_chromium(dvc_project, tmp_path, tiny_mo
     figures = ["run-1-accuracy.png", "run-2-accuracy.png", "all-runs-accuracy.png", "response-shape.png",
                "response-length.png"]  # fmt: skip
     assert all((out / name).stat().st_size > 5000 for name in figures)
-    dom, console = _open_in_chromium(out / "report.html")
+    dom, console = open_in_chromium(out / "report.html")
     for heading in ("1-shot RLVR report", "Main table: each run", "Difference from the paper", "Figures"):
         assert heading in dom
     assert dom.count("<img") == len(figures) and dom.count("data:image/png;base64,") == len(figures)
@@ -533,20 +534,6 @@ def test_mlflow_ui_shows_an_evaluation_samples_table_one_row_per_sample(dvc_proj
         assert row[f"correct_{mode}"] == str(sample[f"correct_{mode}"]).lower()
         assert row[f"extracted_{mode}"] == ("null" if sample[f"extracted_{mode}"] is None else str(
             sample[f"extracted_{mode}"]))  # fmt: skip
-
-
-def _open_in_chromium(page: Path) -> tuple[str, list[str]]:
-    """The DOM headless Chromium builds from ``page`` and the console messages it logged."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        missing("chromium not installed (Debian: apt-get install chromium chromium-driver)")
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom",
-               page.as_uri()]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
-    return result.stdout, console
 
 
 @pytest.mark.slow  # the same cells run through the Prefect matrix flow in the default test run

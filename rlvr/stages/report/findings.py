@@ -3,12 +3,12 @@ follow-ups' questions) tested per model as a comparison of two cells on the same
 paper's number, ours with its 95% interval, the paired test, and a verdict.
 
 Numbers pool every held-out problem of the evaluated suites (equal sizes: the same as their average). A
-comparison is paired: the same problems, one greedy sample each, an exact McNemar test; the difference's
-interval is the normal one of the per-problem differences. Verdicts: ``reproduced`` where the difference goes the
-claimed way at p < 0.05, ``not reproduced`` where it goes the other way at p < 0.05, else ``inconclusive at this
-size``. No correction for the number of claims tested: read a p-value near 0.05 as weak. Every statistic
-(intervals, the paired test, per-problem scores, saturation) and every reader is the report's own (``rlvr.metrics``,
-``rlvr.runs``), so the findings and the report cannot disagree on one.
+comparison is paired: the same problems, an exact McNemar test (a paired bootstrap where a problem has several
+samples); the difference's interval is the normal one of the per-problem differences. Verdicts: ``reproduced``
+where the difference goes the claimed way at p < 0.05, ``not reproduced`` where it goes the other way at p < 0.05,
+else ``inconclusive at this size``. No correction for the number of claims tested: read a p-value near 0.05 as
+weak. Every statistic (intervals, the paired test, per-problem scores, saturation) and every reader is the report's
+own (``rlvr.metrics``, ``rlvr.runs``), so the findings and the report cannot disagree on one.
 """
 
 from __future__ import annotations
@@ -143,6 +143,9 @@ class CellOutputs:
 
 
 def describe(scores: Scores) -> str:
+    """``12.5 [9.3, 16.6]``: the mean and its 95% interval in percent (``n/a`` without problems)."""
+    if not scores.values:
+        return "n/a"
     low, high = scores.interval()
     return f"{pct(scores.mean)} [{pct(low)}, {pct(high)}]"
 

@@ -94,9 +94,12 @@ def measure(shape: dict, micro: int, prompt: int, completion: int, device: str =
     }  # fmt: skip
     gradients = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)  # the embedding's
     if device == "cpu":
+        from rlvr.machine import attention_for
+
         before = _status("VmRSS")
         _hwm_reset()
-        trainer.compute_loss(model, inputs).backward()
+        with attention_for(torch.bfloat16):  # on a CPU with AMX under the portable kernels (rlvr.machine)
+            trainer.compute_loss(model, inputs).backward()
         peak = _status("VmHWM") - before
     else:
         torch.cuda.synchronize()

@@ -644,38 +644,47 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
 REPLACED = ("trl",)
 
 
-def read_params_values(path: str | Path, where: str = "params file", _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A params file's values, not yet checked. A file may name a ``base:`` params file (relative to itself) and state
-    only what differs: its values are merged into the base's (mappings key by key, ``trl`` whole)."""
+def read_params_file(path: str | Path, where: str = "params file") -> dict[str, Any]:
+    """A params file's own values as written (a ``base:`` it names not merged in), not yet checked."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{where} not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+
+
+def read_params_values(
+    path: str | Path, where: str = "params file", whole: bool = False, _seen: tuple[Path, ...] = ()
+) -> dict[str, Any]:
+    """A params file's values, not yet checked. A file may name a ``base:`` params file (relative to itself) and state
+    only what differs: its values are merged into the base's (mappings key by key, ``trl`` whole); ``whole``: the
+    file may not name a base (DVC tracks the keys written in it)."""
+    path = Path(path)
+    values = read_params_file(path, where)
     if not isinstance(values, dict) or "base" not in values:
         return values
+    if whole:
+        raise ConfigError(
+            f"{path}: base: DVC tracks only the keys written in this file, not its base's; write the params whole "
+            "into it instead (python -m rlvr.config PRESET > params.yaml)"
+        )
     base = values.pop("base")
     if not isinstance(base, str):
         raise ConfigError(f"{path}: base: the path of a params file, got {base!r}")
     base_path = (path.parent / base).resolve()
     if base_path in _seen or base_path == path.resolve():
         raise ConfigError(f"{path}: base: {base} names a file that is based on this one")
-    parent = read_params_values(base_path, f"{path}: base", (*_seen, path.resolve()))
+    parent = read_params_values(base_path, f"{path}: base", _seen=(*_seen, path.resolve()))
     return merge(parent, values, REPLACED)
 
 
 def load_params(path: str | Path, overrides: dict[str, Any] | None = None, whole: bool = False) -> Params:
     """Read and validate a params YAML file (with its ``base:`` files), with ``overrides`` (nested sections)
-    merged in first; ``whole``: the file may not name a base (DVC tracks the keys written in it)."""
+    merged in first; ``whole``: the file may not name a base (see :func:`read_params_values`)."""
     path = Path(path)
-    values = read_params_values(path)
-    if whole and "base" in (yaml.safe_load(path.read_text()) or {}):
-        raise ConfigError(
-            f"{path}: base: DVC tracks only the keys written in this file, not its base's; write the params whole "
-            "into it instead (python -m rlvr.config PRESET > params.yaml)"
-        )
+    values = read_params_values(path, whole=whole)
     try:
         return parse_params(merge(values, overrides or {}))
     except ConfigError as error:

@@ -46,7 +46,17 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from rlvr.config import REPLACED, Params, Paths, ReportConfig, describe, merge, parse_params, read_params_values
+from rlvr.config import (
+    REPLACED,
+    Params,
+    Paths,
+    ReportConfig,
+    describe,
+    merge,
+    parse_params,
+    read_params_file,
+    read_params_values,
+)
 from rlvr.errors import ConfigError, InputError
 from rlvr.files import EvalDir, read_json, write_json
 from rlvr.stages import STAGES
@@ -134,10 +144,7 @@ def _overlaid(entry: dict, axis: str, folder: Path, where: str) -> dict:
     if "overlay" not in entry:
         return entry
     entry = dict(entry)
-    file = folder / entry.pop("overlay")
-    if not file.is_file():
-        raise InputError(f"{where}.overlay: params file not found: {file}")
-    own = yaml.safe_load(file.read_text()) or {}
+    own = read_params_file(folder / entry.pop("overlay"), f"{where}.overlay: params file")
     return merge({section: own[section] for section in AXES[axis] if section in own}, entry, REPLACED)
 
 

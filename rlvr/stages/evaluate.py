@@ -426,14 +426,13 @@ class Evaluation:
         finally:
             torch.set_num_threads(threads)
 
-    def evaluate(
-        self, models: list[tuple[int, Path]], data: dict[str, list[dict]] | None = None
-    ) -> dict[int, dict[str, dict]]:
+    def evaluate(self, models: list[tuple[int, Path]]) -> dict[int, dict[str, dict]]:
         """Metrics per step (the base model as step 0, checkpoints) and benchmark: planned, then run; each new
         result is also kept in the store."""
+        data = self.load_data()
         if self.store is not None:
             self.store.mkdir(parents=True, exist_ok=True)
-        jobs, results = self.plan(models, data or self.load_data())
+        jobs, results = self.plan(models, data)
         for job, metrics in zip(jobs, self.run(jobs), strict=True):
             results.setdefault(job.step, {})[job.bench.name] = metrics
             self.keep(job)
@@ -441,7 +440,7 @@ class Evaluation:
 
     def scores(self, step: int, name: str, mode: str) -> dict[str, float]:
         """Per problem, the share of its samples graded correct under ``mode`` at ``step``."""
-        return problem_scores(read_records(EvalDir(self.out_dir).samples(step, name)), mode)
+        return problem_scores(read_records(self.paths(step, name)[1]), mode)
 
     def collect(self, evaluated: dict[int, dict[str, dict]], headline_mode: str, on_result=None) -> list[dict]:
         """The stage's rows, one per step, after adding each checkpoint's paired tests against the base model
@@ -472,11 +471,10 @@ class Evaluation:
     ) -> list[dict]:
         """The evaluate stage (see module docstring): the base model and every complete checkpoint of
         ``train_dir``, then :meth:`collect`."""
-        data = self.load_data()
         models = models_to_evaluate(base_model_dir, train_dir)
         if len(models) == 1:
             logger.warning("no checkpoint under %s: evaluating the base model only", train_dir)
-        return self.collect(self.evaluate(models, data), headline_mode, on_result)
+        return self.collect(self.evaluate(models), headline_mode, on_result)
 
 
 def headline_metrics(rows: list[dict], names: list[str], mode: str) -> dict:
